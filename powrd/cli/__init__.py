@@ -1,0 +1,1 @@
+"""Command-line entry points (`powrd run | ctl | import | export | reindex | keygen | demo`)."""

@@ -1,0 +1,1 @@
+"""NIP-101e domain: exercises, templates, records, coordinates, resolution, caching."""

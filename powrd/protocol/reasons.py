@@ -1,0 +1,38 @@
+"""Machine-readable verdicts for rejected events.
+
+Reasons follow NIP-01's ``OK`` message convention (``<prefix>: <detail>``) so the same
+string can be logged, counted per relay, stored in the rejected-events log and sent back
+to a client.
+"""
+
+from __future__ import annotations
+
+BAD_ID = "invalid: bad event id"
+BAD_SIGNATURE = "invalid: bad signature"
+TOO_LARGE = "invalid: event too large"
+TOO_FAR_IN_FUTURE = "invalid: created_at too far in future"
+EXPIRED = "invalid: event expired"
+DELETED = "blocked: event was deleted"
+FILTER_MISMATCH = "invalid: event does not match the subscription"
+OVER_LIMIT = "invalid: more events than the filter's limit"
+UNSUPPORTED_KIND = "blocked: kind not synced"
+MALFORMED_PREFIX = "invalid: malformed event"
+
+
+class Rejected(ValueError):
+    """An event was refused; ``reason`` is one of the strings above."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    @classmethod
+    def malformed(cls, detail: str) -> Rejected:
+        return cls(f"{MALFORMED_PREFIX}: {detail}")
+
+
+def reason_key(reason: str) -> str:
+    """Reason without its detail, for counters (``invalid: malformed event``)."""
+    if reason.startswith(MALFORMED_PREFIX):
+        return MALFORMED_PREFIX
+    return reason

@@ -1,0 +1,1 @@
+"""Daemon wiring: start-up and shutdown order, signals, systemd notification."""

@@ -1,0 +1,4 @@
+"""The SQLite store (APSW): schema, migrations, the single writer, readers.
+
+No SQL string lives outside this package.
+"""

@@ -1,0 +1,1 @@
+"""The network: relay connections, subscriptions, ingest pipeline, resolver, publisher."""
