@@ -1,0 +1,205 @@
+"""Reading one event's tags for the kind parsers, collecting warnings instead of failing.
+
+An event whose id and signature are valid is never dropped for not following NIP-101e,
+so nothing here raises on odd tags: each reader returns what it could make of them and
+notes the rest as a short warning that names the tag.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from powrd.library.coordinates import parse_coordinate
+from powrd.protocol.event import Event
+from powrd.store.rows import Reference
+
+GENERIC_TAGS = frozenset(
+    ("alt", "client", "expiration", "e", "p", "a", "q", "r", "L", "l", "-", "nonce",
+     "published_at", "content-warning", "proxy", "emoji", "subject", "imeta")
+)
+"""Tags any NIP allows on any event; their presence is not worth a warning."""
+
+MAX_WARNINGS = 50
+# The store keeps integers in SQLite's signed 64-bit column type.
+MAX_STORED_INTEGER = 2**63 - 1
+# ASCII digits only: int() would also take " 5", "1_000" and non-Latin digits.
+_INTEGER = re.compile(r"-?[0-9]+")
+_SHOWN_LENGTH = 60
+
+
+def show(text: str) -> str:
+    """A tag value quoted for a warning, clipped so that warnings stay short."""
+    if len(text) > _SHOWN_LENGTH:
+        text = text[: _SHOWN_LENGTH - 3] + "..."
+    return repr(text)
+
+
+class TagReader:
+    """The tags of one event and the warnings found while reading them.
+
+    Args:
+        event: the event being interpreted.
+    """
+
+    def __init__(self, event: Event) -> None:
+        self.author = event.pubkey
+        self.tags: Sequence[Sequence[str]] = event.tags
+        self._warnings: list[str] = []
+
+    def warn(self, message: str) -> None:
+        self._warnings.append(message)
+
+    def warnings(self) -> tuple[str, ...]:
+        """The warnings so far, each once, in order, at most :data:`MAX_WARNINGS`."""
+        unique = list(dict.fromkeys(self._warnings))
+        if len(unique) <= MAX_WARNINGS:
+            return tuple(unique)
+        kept = unique[: MAX_WARNINGS - 1]
+        return (*kept, f"{len(unique) - len(kept)} more warnings not shown")
+
+    def all_named(self, name: str) -> list[Sequence[str]]:
+        return [tag for tag in self.tags if tag and tag[0] == name]
+
+    def first(self, name: str) -> Sequence[str] | None:
+        """The tag called ``name`` for a tag that should appear once.
+
+        Like NIP-01's reading of ``d``, the first such tag with a value wins; a tag
+        without a value is returned only when there is nothing better.
+        """
+        named = self.all_named(name)
+        if not named:
+            return None
+        if len(named) > 1:
+            self.warn(f"tag {name} appears {len(named)} times; used the first")
+        return next((tag for tag in named if len(tag) > 1), named[0])
+
+    def text(self, name: str, *, required: bool) -> str | None:
+        """The value of a tag that should appear once, or None when it has none."""
+        tag = self.first(name)
+        if tag is None:
+            if required:
+                self.warn(f"tag {name} is missing")
+            return None
+        if len(tag) < 2:
+            self.warn(f"tag {name} has no value")
+            return None
+        return tag[1]
+
+    def values(self, name: str, *, required: bool) -> tuple[str, ...] | None:
+        """Every element after the name of a list tag such as ``format``."""
+        tag = self.first(name)
+        if tag is None:
+            if required:
+                self.warn(f"tag {name} is missing")
+            return None
+        if len(tag) < 2:
+            self.warn(f"tag {name} has no values")
+        return tuple(tag[1:])
+
+    def has_address(self) -> bool:
+        """Whether the event has a ``d`` value; warns that it is not interpreted if not.
+
+        An addressable event without ``d`` is legal NIP-01, but NIP-101e requires ``d``
+        and a reference to such an event cannot be told from a broken one.
+        """
+        if self.text("d", required=True) is not None:
+            return True
+        self.warn("without a d value the event has no NIP-101e address; not interpreted")
+        return False
+
+    def title(self) -> str:
+        """The ``title``, or "" when it is missing."""
+        title = self.text("title", required=True)
+        if title == "":
+            self.warn("tag title is empty")
+        return title or ""
+
+    def choice(self, name: str, allowed: frozenset[str], *, required: bool) -> str | None:
+        """A value from a known vocabulary; an unknown value is kept as given."""
+        value = self.text(name, required=required)
+        if value is not None and value not in allowed:
+            self.warn(f"tag {name} {show(value)} is not a known value; kept as given")
+        return value
+
+    def integer(self, name: str, *, required: bool = False) -> int | None:
+        """A non-negative integer (a count or unix seconds), or None when unreadable."""
+        text = self.text(name, required=required)
+        if text is None:
+            return None
+        if not _INTEGER.fullmatch(text):
+            self.warn(f"tag {name} {show(text)} is not an integer")
+            return None
+        # Checking the length first keeps int() away from its 4300-digit limit.
+        if len(text) > len(str(MAX_STORED_INTEGER)) or int(text) > MAX_STORED_INTEGER:
+            self.warn(f"tag {name} {show(text)} is too large")
+            return None
+        value = int(text)
+        if value < 0:
+            self.warn(f"tag {name} {value} is negative")
+            return None
+        return value
+
+    def hashtags(self) -> tuple[str, ...]:
+        """The ``t`` values, each once: a repeated hashtag says nothing more."""
+        values = (tag[1] for tag in self.all_named("t") if len(tag) > 1 and tag[1])
+        return tuple(dict.fromkeys(values))
+
+    def references(self, name: str, target_kind: int) -> tuple[Reference, ...]:
+        """Every usable reference among the tags called ``name``, in tag order."""
+        found = (self.reference(tag, target_kind) for tag in self.all_named(name))
+        return tuple(reference for reference in found if reference is not None)
+
+    def reference(self, tag: Sequence[str], target_kind: int) -> Reference | None:
+        """Read ``[name, coordinate, relay hint, params...]``; None when it is unusable.
+
+        A reference lacking the pubkey is taken to mean the event's author, as POWR has
+        published such references for the author's own exercises.
+        """
+        name = tag[0]
+        if len(tag) < 2 or not tag[1]:
+            self.warn(f"tag {name} has no coordinate; skipped")
+            return None
+        text = tag[1]
+        coordinate = parse_coordinate(text, self.author)
+        if coordinate is None:
+            self.warn(f"tag {name} {show(text)} is not a coordinate; skipped")
+            return None
+        if coordinate.kind != target_kind:
+            self.warn(
+                f"tag {name} {show(text)} is kind {coordinate.kind}, not {target_kind}; skipped"
+            )
+            return None
+        if coordinate.pubkey_assumed:
+            self.warn(f"{name} reference {show(text)} lacks the pubkey; assumed the author's")
+        return Reference(str(coordinate), self._relay_hint(tag), tuple(tag[3:]))
+
+    def _relay_hint(self, tag: Sequence[str]) -> str | None:
+        hint = tag[2] if len(tag) > 2 else ""
+        if not hint:
+            return None
+        # The resolver connects to hints; anything but a websocket URL would only fail there.
+        if not hint.lower().startswith(("wss://", "ws://")) or any(c.isspace() for c in hint):
+            self.warn(f"tag {tag[0]} relay hint {show(hint)} is not a websocket URL; ignored")
+            return None
+        return hint
+
+    def unknown_tags(self, known: frozenset[str], kind_name: str) -> None:
+        """Warn once for each tag name that is neither in ``known`` nor generic."""
+        names = dict.fromkeys(tag[0] for tag in self.tags if tag)
+        for name in names:
+            if name not in known and name not in GENERIC_TAGS:
+                self.warn(f"tag {show(name)} is not part of NIP-101e {kind_name}; ignored")
+
+
+def dependencies_of(references: Iterable[Reference]) -> tuple[Reference, ...]:
+    """One reference per coordinate, in first-seen order, without set parameters.
+
+    The relay hint is the first one given for that coordinate, so a set that omitted the
+    hint does not hide the hint another set gave.
+    """
+    hints: dict[str, str | None] = {}
+    for reference in references:
+        if hints.get(reference.coordinate) is None:
+            hints[reference.coordinate] = reference.relay_hint
+    return tuple(Reference(coordinate, hint) for coordinate, hint in hints.items())
