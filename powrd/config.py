@@ -1,0 +1,606 @@
+"""The daemon's settings: one TOML file read into frozen dataclasses.
+
+Every key is optional; a missing key takes the default shown in ``config/powrd.toml``.
+Relative paths in the file are resolved against the file's own directory, so a config
+means the same thing whatever the working directory. Without a file (or with the
+``[store].path`` / ``[control].socket`` keys left out) the database and the control
+socket go to systemd's ``$STATE_DIRECTORY`` / ``$RUNTIME_DIRECTORY`` when those are set,
+else to ``powrd.db`` / ``powrd.sock`` relative to the working directory.
+
+Every problem is reported as a :class:`ConfigError` whose message is a single line
+naming the file, the key, what was expected and what was found, for example
+``powrd.toml: sync.kinds[1]: expected an integer from 0 to 65535, found "abc"``.
+Values that look like secret keys are never repeated in those messages.
+
+The sections are immutable and compare by value, so a reload can diff the old and the
+new config (:meth:`Config.changed_keys`) and ``dataclasses.replace`` works on every level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+from powrd.identity import parse_public_key
+
+CONFIG_ENV = "POWRD_CONFIG"
+DEFAULT_CONFIG_FILE = Path("powrd.toml")
+DEFAULT_DATABASE_NAME = "powrd.db"
+DEFAULT_SOCKET_NAME = "powrd.sock"
+SYSTEMD_SOCKET_NAME = "control.sock"
+DEFAULT_KINDS = (33401, 33402, 1301)
+MAX_KIND = 65535
+# sun_path holds 108 bytes on Linux, one of them the terminating NUL.
+MAX_SOCKET_PATH_BYTES = 107
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "console")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_TOML_POSITION = re.compile(r"^(?P<what>.*) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
+_TOML_END = re.compile(r"^(?P<what>.*) \(at end of document\)$")
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message is one line saying why and where."""
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """``[store]``: the SQLite database."""
+
+    path: Path = Path(DEFAULT_DATABASE_NAME)
+    batch_max_events: int = 2000
+    rejected_log_max: int = 10000
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """``[control]``: the local JSON-RPC socket."""
+
+    socket: Path = Path(DEFAULT_SOCKET_NAME)
+    max_request_bytes: int = 1048576
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    """``[identity]``: where the daemon's own secret key lives (``None``: read-only)."""
+
+    secret_key_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """``[sync]``: what to fetch from relays and how hard to try."""
+
+    authors: tuple[str, ...] = ()
+    kinds: tuple[int, ...] = DEFAULT_KINDS
+    overlap_seconds: int = 600
+    page_limit: int = 500
+    max_authors_per_filter: int = 200
+    max_frame_bytes: int = 1048576
+    reconnect_min_seconds: float = 1.0
+    reconnect_max_seconds: float = 300.0
+    min_reconnect_interval_seconds: float = 2.0
+    eose_timeout_seconds: float = 30.0
+    queue_max_events: int = 10000
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """``[limits]``: what an incoming event may be."""
+
+    max_event_bytes: int = 131072
+    max_future_seconds: int = 900
+
+
+@dataclass(frozen=True)
+class ResolverConfig:
+    """``[resolver]``: fetching the exercises that templates and records reference."""
+
+    enabled: bool = True
+    max_extra_relays: int = 8
+    batch_max_coordinates: int = 200
+    retry_min_seconds: float = 5.0
+    retry_max_seconds: float = 3600.0
+    not_found_retry_seconds: int = 21600
+    fetch_timeout_seconds: float = 15.0
+
+
+@dataclass(frozen=True)
+class PublisherConfig:
+    """``[publisher]``: sending the user's own events to write relays."""
+
+    enabled: bool = True
+    retry_min_seconds: float = 2.0
+    retry_max_seconds: float = 600.0
+    ok_timeout_seconds: float = 15.0
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """``[logging]``: level and output format (``auto``: JSON unless on a terminal)."""
+
+    level: str = "info"
+    format: str = "auto"
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    """One ``[[relays]]`` entry; ``url`` is normalized (lowercase host, no trailing slash)."""
+
+    url: str
+    read: bool = True
+    write: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; ``source`` is the file it came from, if any."""
+
+    store: StoreConfig = StoreConfig()
+    control: ControlConfig = ControlConfig()
+    identity: IdentityConfig = IdentityConfig()
+    sync: SyncConfig = SyncConfig()
+    limits: LimitsConfig = LimitsConfig()
+    resolver: ResolverConfig = ResolverConfig()
+    publisher: PublisherConfig = PublisherConfig()
+    logging: LoggingConfig = LoggingConfig()
+    relays: tuple[RelayConfig, ...] = ()
+    source: Path | None = None
+
+    @classmethod
+    def defaults(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """All defaults, with the systemd state and runtime directories applied.
+
+        Args:
+            environ: The process environment (``os.environ`` when omitted).
+        """
+        config = _environment_defaults(os.environ if environ is None else environ)
+        _check_consistency(_Source("built-in defaults", Path.cwd()), config)
+        return config
+
+    @classmethod
+    def from_toml(
+        cls, path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+    ) -> Config:
+        """Read and validate a TOML config file.
+
+        Args:
+            path: The file; relative paths inside it are resolved against its directory.
+            environ: The process environment (``os.environ`` when omitted), used for the
+                systemd directory defaults.
+
+        Raises:
+            ConfigError: The file cannot be read, is not TOML, or holds a bad value.
+        """
+        file = Path(path)
+        name = os.fspath(path)
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{name}: cannot read: {exc.strerror or exc}") from None
+        document = _parse_toml(name, data)
+        source = _Source(name, file.absolute().parent)
+        defaults = _environment_defaults(os.environ if environ is None else environ)
+        config = _build(source, document, defaults)
+        config = dataclasses.replace(config, source=file.absolute())
+        _check_consistency(source, config)
+        return config
+
+    def relay_urls(self, *, read: bool | None = None, write: bool | None = None) -> tuple[str, ...]:
+        """URLs of the configured relays, in file order.
+
+        Args:
+            read: When given, keep only relays whose ``read`` flag equals it.
+            write: When given, keep only relays whose ``write`` flag equals it.
+        """
+        return tuple(
+            relay.url
+            for relay in self.relays
+            if (read is None or relay.read == read) and (write is None or relay.write == write)
+        )
+
+    def changed_keys(self, other: Config) -> tuple[str, ...]:
+        """Key paths whose values differ between two configs (``relays`` as a whole).
+
+        Args:
+            other: Typically the config re-read on reload.
+
+        Returns:
+            Paths such as ``"sync.authors"`` or ``"relays"``, in declaration order.
+        """
+        changed: list[str] = []
+        for section in dataclasses.fields(self):
+            mine, theirs = getattr(self, section.name), getattr(other, section.name)
+            if not dataclasses.is_dataclass(mine):
+                if mine != theirs:
+                    changed.append(section.name)
+                continue
+            changed.extend(
+                f"{section.name}.{key.name}"
+                for key in dataclasses.fields(mine)
+                if getattr(mine, key.name) != getattr(theirs, key.name)
+            )
+        return tuple(changed)
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Find and load the config: ``path``, else ``$POWRD_CONFIG``, else ``./powrd.toml``.
+
+    Args:
+        path: An explicit file (``powrd run --config``).
+        environ: The process environment (``os.environ`` when omitted).
+
+    Returns:
+        The config; all defaults when no file is named and ``./powrd.toml`` does not exist.
+
+    Raises:
+        ConfigError: The chosen file is unusable.
+    """
+    env = os.environ if environ is None else environ
+    if path is not None:
+        return Config.from_toml(path, env)
+    named = env.get(CONFIG_ENV, "")
+    if named:
+        try:
+            return Config.from_toml(named, env)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (file named by ${CONFIG_ENV})") from None
+    if DEFAULT_CONFIG_FILE.exists():
+        return Config.from_toml(DEFAULT_CONFIG_FILE, env)
+    return Config.defaults(env)
+
+
+class _Source:
+    """The file being read: names it in errors and anchors its relative paths."""
+
+    def __init__(self, name: str, base_dir: Path) -> None:
+        self.name = name
+        self.base_dir = base_dir
+
+    def fail(self, message: str) -> NoReturn:
+        raise ConfigError(f"{self.name}: {message}")
+
+    def expected(self, key: str, what: str, value: object) -> NoReturn:
+        self.fail(f"{key}: expected {what}, found {_describe(value)}")
+
+    def unknown_key(
+        self, prefix: str, key: str, known: list[str], elsewhere: list[str]
+    ) -> NoReturn:
+        close = difflib.get_close_matches(key, known, n=1)
+        if close:
+            hint = f" (did you mean {prefix}{close[0]}?)"
+        else:
+            moved = [full for full in elsewhere if full.rsplit(".", 1)[-1] == key]
+            hint = f" (did you mean {moved[0]}?)" if moved else f" (known: {', '.join(known)})"
+        self.fail(f"unknown key {prefix}{_show_key(key)}{hint}")
+
+
+Check = Callable[[_Source, str, Any], Any]
+
+
+def _integer(minimum: int, maximum: int | None = None) -> Check:
+    if maximum is None:
+        what = f"an integer >= {minimum}"
+    else:
+        what = f"an integer from {minimum} to {maximum}"
+
+    def check(source: _Source, key: str, value: Any) -> int:
+        # type() rather than isinstance(): TOML's true/false must not pass as 1/0.
+        if type(value) is not int or value < minimum or (maximum is not None and value > maximum):
+            source.expected(key, what, value)
+        return value
+
+    return check
+
+
+def _seconds(*, zero_allowed: bool) -> Check:
+    what = "a number of seconds >= 0" if zero_allowed else "a number of seconds > 0"
+
+    def check(source: _Source, key: str, value: Any) -> float:
+        if type(value) not in (int, float) or not math.isfinite(value):
+            source.expected(key, what, value)
+        if value < 0 or (value == 0 and not zero_allowed):
+            source.expected(key, what, value)
+        return float(value)
+
+    return check
+
+
+def _boolean(source: _Source, key: str, value: Any) -> bool:
+    if type(value) is not bool:
+        source.expected(key, "true or false", value)
+    return value
+
+
+def _choice(*options: str) -> Check:
+    what = "one of " + ", ".join(f'"{option}"' for option in options)
+
+    def check(source: _Source, key: str, value: Any) -> str:
+        if not isinstance(value, str) or value.lower() not in options:
+            source.expected(key, what, value)
+        return value.lower()
+
+    return check
+
+
+def _path(source: _Source, key: str, value: Any) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        source.expected(key, "a non-empty path", value)
+    if "\0" in value:
+        source.fail(f"{key}: a path cannot contain a NUL character")
+    if value.startswith("~"):
+        source.fail(f"{key}: '~' is not expanded in paths; write the full path instead")
+    return source.base_dir / value
+
+
+def _secret_key_file(source: _Source, key: str, value: Any) -> Path:
+    if isinstance(value, str):
+        text = value.strip().lower()
+        is_hex_key = len(text) == 64 and _HEX_DIGITS.issuperset(text)
+        if is_hex_key or text.startswith(("nsec1", "ncryptsec1")):
+            source.fail(
+                f"{key}: expected the path of a file holding the secret key, found what looks "
+                "like the key itself; put the key in a file only you can read (chmod 600) "
+                "and name that file here"
+            )
+    return _path(source, key, value)
+
+
+def _kinds(source: _Source, key: str, value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        source.expected(key, "a non-empty array of event kinds", value)
+    check_kind = _integer(0, MAX_KIND)
+    kinds: list[int] = []
+    for index, item in enumerate(value):
+        kind = check_kind(source, f"{key}[{index}]", item)
+        if kind in kinds:
+            source.fail(f"{key}[{index}]: duplicate of {key}[{kinds.index(kind)}] ({kind})")
+        kinds.append(kind)
+    return tuple(kinds)
+
+
+def _authors(source: _Source, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        source.expected(key, "an array of public keys (npub1… or hex)", value)
+    authors: list[str] = []
+    for index, item in enumerate(value):
+        item_key = f"{key}[{index}]"
+        if not isinstance(item, str):
+            source.expected(item_key, "an npub1… or 64-character hex public key", item)
+        try:
+            author = parse_public_key(item)
+        except ValueError as exc:
+            shown = "" if _looks_secret(item) else f", found {_describe(item)}"
+            source.fail(f"{item_key}: {exc}{shown}")
+        if author in authors:
+            earlier = f"{key}[{authors.index(author)}]"
+            source.fail(f"{item_key}: duplicate of {earlier} (the same public key); remove one")
+        authors.append(author)
+    return tuple(authors)
+
+
+def _relay_url(source: _Source, key: str, value: Any) -> str:
+    what = "a ws:// or wss:// URL"
+    if not isinstance(value, str) or any(char.isspace() for char in value):
+        source.expected(key, what, value)
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # parsing the port is what raises on a bad one
+    except ValueError:
+        source.expected(key, what, value)
+    if parts.scheme.lower() not in ("ws", "wss") or not parts.hostname:
+        source.expected(key, what, value)
+    if parts.fragment or value.endswith("#"):
+        source.expected(key, f"{what} without a #fragment", value)
+    # Host names are case-insensitive and "wss://h/" is "wss://h": one relay, one spelling.
+    netloc = parts.netloc if "@" in parts.netloc else parts.netloc.lower()
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), parts.query, ""))
+
+
+_SECTIONS: dict[str, dict[str, Check]] = {
+    "store": {
+        "path": _path,
+        "batch_max_events": _integer(1),
+        "rejected_log_max": _integer(0),
+    },
+    "control": {
+        "socket": _path,
+        "max_request_bytes": _integer(1),
+    },
+    "identity": {
+        "secret_key_file": _secret_key_file,
+    },
+    "sync": {
+        "authors": _authors,
+        "kinds": _kinds,
+        "overlap_seconds": _integer(0),
+        "page_limit": _integer(1),
+        "max_authors_per_filter": _integer(1),
+        "max_frame_bytes": _integer(1),
+        "reconnect_min_seconds": _seconds(zero_allowed=False),
+        "reconnect_max_seconds": _seconds(zero_allowed=False),
+        "min_reconnect_interval_seconds": _seconds(zero_allowed=True),
+        "eose_timeout_seconds": _seconds(zero_allowed=False),
+        "queue_max_events": _integer(1),
+    },
+    "limits": {
+        "max_event_bytes": _integer(1),
+        "max_future_seconds": _integer(0),
+    },
+    "resolver": {
+        "enabled": _boolean,
+        "max_extra_relays": _integer(0),
+        "batch_max_coordinates": _integer(1),
+        "retry_min_seconds": _seconds(zero_allowed=False),
+        "retry_max_seconds": _seconds(zero_allowed=False),
+        "not_found_retry_seconds": _integer(1),
+        "fetch_timeout_seconds": _seconds(zero_allowed=False),
+    },
+    "publisher": {
+        "enabled": _boolean,
+        "retry_min_seconds": _seconds(zero_allowed=False),
+        "retry_max_seconds": _seconds(zero_allowed=False),
+        "ok_timeout_seconds": _seconds(zero_allowed=False),
+    },
+    "logging": {
+        "level": _choice(*LOG_LEVELS),
+        "format": _choice(*LOG_FORMATS),
+    },
+}
+_RELAY_KEYS: dict[str, Check] = {"url": _relay_url, "read": _boolean, "write": _boolean}
+_ALL_KEYS = [f"{section}.{key}" for section, keys in _SECTIONS.items() for key in keys]
+
+
+def _environment_defaults(environ: Mapping[str, str]) -> Config:
+    config = Config()
+    state_dir = _first_directory(environ.get("STATE_DIRECTORY", ""))
+    if state_dir is not None:
+        store = dataclasses.replace(config.store, path=state_dir / DEFAULT_DATABASE_NAME)
+        config = dataclasses.replace(config, store=store)
+    runtime_dir = _first_directory(environ.get("RUNTIME_DIRECTORY", ""))
+    if runtime_dir is not None:
+        control = dataclasses.replace(config.control, socket=runtime_dir / SYSTEMD_SOCKET_NAME)
+        config = dataclasses.replace(config, control=control)
+    return config
+
+
+def _build(source: _Source, document: dict[str, Any], defaults: Config) -> Config:
+    sections: dict[str, Any] = {}
+    for name, raw in document.items():
+        if name == "relays":
+            sections[name] = _read_relays(source, raw)
+        elif name in _SECTIONS:
+            sections[name] = _read_section(source, name, raw, getattr(defaults, name))
+        else:
+            known = [*_SECTIONS, "relays"]
+            source.unknown_key("", name, known, [])
+    return dataclasses.replace(defaults, **sections)
+
+
+def _read_section(source: _Source, name: str, raw: Any, default: Any) -> Any:
+    if not isinstance(raw, dict):
+        source.expected(name, f"a table ([{name}])", raw)
+    checks = _SECTIONS[name]
+    values = {}
+    for key, value in raw.items():
+        check = checks.get(key)
+        if check is None:
+            elsewhere = [full for full in _ALL_KEYS if not full.startswith(f"{name}.")]
+            source.unknown_key(f"{name}.", key, list(checks), elsewhere)
+        values[key] = check(source, f"{name}.{key}", value)
+    return dataclasses.replace(default, **values)
+
+
+def _read_relays(source: _Source, raw: Any) -> tuple[RelayConfig, ...]:
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        source.expected("relays", "an array of tables ([[relays]] sections)", raw)
+    relays: list[RelayConfig] = []
+    for index, item in enumerate(raw):
+        prefix = f"relays[{index}]"
+        values = {}
+        for key, value in item.items():
+            check = _RELAY_KEYS.get(key)
+            if check is None:
+                source.unknown_key(f"{prefix}.", key, list(_RELAY_KEYS), [])
+            values[key] = check(source, f"{prefix}.{key}", value)
+        if "url" not in values:
+            source.fail(f"{prefix}: missing required key url (e.g. url = \"wss://relay.example\")")
+        relay = RelayConfig(**values)
+        for earlier, other in enumerate(relays):
+            if other.url == relay.url:
+                source.fail(f"{prefix}.url: duplicate of relays[{earlier}].url ({relay.url})")
+        relays.append(relay)
+    return tuple(relays)
+
+
+def _check_consistency(source: _Source, config: Config) -> None:
+    """Checks that involve more than one key, run on the final values."""
+    pairs = (
+        ("sync.reconnect_min_seconds", "sync.reconnect_max_seconds"),
+        ("resolver.retry_min_seconds", "resolver.retry_max_seconds"),
+        ("publisher.retry_min_seconds", "publisher.retry_max_seconds"),
+        ("limits.max_event_bytes", "sync.max_frame_bytes"),
+    )
+    for lower_key, upper_key in pairs:
+        lower, upper = _lookup(config, lower_key), _lookup(config, upper_key)
+        if upper < lower:
+            what = f"a value >= {lower_key} ({lower})"
+            source.expected(upper_key, what, upper)
+    socket_bytes = len(os.fsencode(config.control.socket))
+    if socket_bytes > MAX_SOCKET_PATH_BYTES:
+        source.fail(
+            f"control.socket: path is {socket_bytes} bytes long but a Unix socket path can "
+            f"have at most {MAX_SOCKET_PATH_BYTES}; choose a shorter path"
+        )
+
+
+def _lookup(config: Config, dotted: str) -> Any:
+    section, key = dotted.split(".")
+    return getattr(getattr(config, section), key)
+
+
+def _parse_toml(name: str, data: bytes) -> dict[str, Any]:
+    try:
+        # utf-8-sig: tolerate the byte-order mark some editors add.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{name}: invalid TOML: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+    if match := _TOML_POSITION.match(message):
+        where, message = f"line {match['line']}", f"{match['what']} (column {match['column']})"
+        raise ConfigError(f"{name}: {where}: invalid TOML: {message}")
+    if match := _TOML_END.match(message):
+        raise ConfigError(f"{name}: end of file: invalid TOML: {match['what']}")
+    raise ConfigError(f"{name}: invalid TOML: {message}")
+
+
+def _first_directory(value: str) -> Path | None:
+    # systemd joins several StateDirectory=/RuntimeDirectory= entries with ':'.
+    first = value.split(":", 1)[0]
+    return Path(first) if first else None
+
+
+def _looks_secret(text: str) -> bool:
+    lowered = text.lower()
+    return "nsec1" in lowered or "ncryptsec1" in lowered
+
+
+def _describe(value: object) -> str:
+    """How a found value is shown in an error: TOML-like, short, never a secret."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        if _looks_secret(value):
+            return "a secret key (not shown)"
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        return json.dumps(shown, ensure_ascii=False)
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, datetime | date | time):
+        return f"a date/time ({value.isoformat()})"
+    return type(value).__name__
+
+
+def _show_key(key: str) -> str:
+    if _looks_secret(key):
+        return '"(a secret key, not shown)"'
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
