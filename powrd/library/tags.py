@@ -25,13 +25,18 @@ MAX_WARNINGS = 50
 MAX_STORED_INTEGER = 2**63 - 1
 # ASCII digits only: int() would also take " 5", "1_000" and non-Latin digits.
 _INTEGER = re.compile(r"-?[0-9]+")
-_SHOWN_LENGTH = 60
+# Long enough for a coordinate with a UUID d (107 characters).
+_SHOWN_LENGTH = 120
 
 
 def show(text: str) -> str:
-    """A tag value quoted for a warning, clipped so that warnings stay short."""
+    """A tag value quoted for a warning, clipped so that warnings stay short.
+
+    The middle goes, not the end: a coordinate's kind and d say more than its pubkey.
+    """
     if len(text) > _SHOWN_LENGTH:
-        text = text[: _SHOWN_LENGTH - 3] + "..."
+        kept = (_SHOWN_LENGTH - 3) // 2
+        text = f"{text[:kept]}...{text[-kept:]}"
     return repr(text)
 
 

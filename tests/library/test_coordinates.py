@@ -23,7 +23,7 @@ OTHER = "0123456789abcdef" * 4
 
 def test_kind_constants() -> None:
     assert (EXERCISE, TEMPLATE, RECORD, LEGACY_RECORD) == (33401, 33402, 1301, 33403)
-    assert RECORD_KINDS == {1301, 33403}
+    assert frozenset((1301, 33403)) == RECORD_KINDS
     assert all(is_workout_kind(kind) for kind in (33401, 33402, 1301, 33403))
     assert not any(is_workout_kind(kind) for kind in (0, 1, 5, 30023, 33404))
 
@@ -71,7 +71,7 @@ def test_pubkey_assumed_is_not_part_of_identity() -> None:
         "+1:" + OTHER + ":d",
         "033401:" + OTHER + ":d",
         "65536:" + OTHER + ":d",
-        "3340１:" + OTHER + ":d",  # a fullwidth digit
+        "3340\uff11:" + OTHER + ":d",  # a fullwidth digit one
         "33401:" + OTHER.upper() + ":d",
         "33401:" + OTHER[:-1] + ":d",
         "33401:" + OTHER + "0:d",
