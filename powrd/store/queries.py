@@ -1,0 +1,147 @@
+"""Read queries over events: dedupe look-ups, counts, export, NIP-01 filters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import apsw
+
+from powrd.protocol.filters import Filter
+
+_CHUNK = 500  # stays well under SQLite's host-parameter limit
+
+
+def known_ids(conn: apsw.Connection, ids: Sequence[str]) -> set[str]:
+    """The subset of ``ids`` already stored."""
+    found: set[str] = set()
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            row[0]
+            for row in conn.execute(f"SELECT id FROM nostr_events WHERE id IN ({marks})", chunk)  # noqa: S608
+        )
+    return found
+
+
+def counts(conn: apsw.Connection) -> dict[str, Any]:
+    """The figures ``status`` reports."""
+
+    def one(sql: str) -> int:
+        return int(conn.execute(sql).fetchone()[0])
+
+    by_kind = {
+        str(kind): n
+        for kind, n in conn.execute(
+            "SELECT kind, count(*) FROM nostr_events WHERE current = 1 GROUP BY kind"
+        )
+    }
+    return {
+        "events": one("SELECT count(*) FROM nostr_events"),
+        "by_kind": by_kind,
+        "exercises": one("SELECT count(*) FROM exercise_definitions"),
+        "templates": one("SELECT count(*) FROM templates"),
+        "records": one("SELECT count(*) FROM workout_records"),
+        "incomplete_templates": one("SELECT count(*) FROM incomplete_templates"),
+        "fetch_pending": one("SELECT count(*) FROM fetch_queue WHERE state != 'not_found'"),
+        "outbox_pending": one("SELECT count(*) FROM outbox WHERE done = 0"),
+        "rejected": one("SELECT count(*) FROM rejected_events"),
+    }
+
+
+def iter_raw_events(conn: apsw.Connection, *, include_superseded: bool = False) -> Iterator[str]:
+    """Raw JSON of stored events, oldest first (deleted events are not stored)."""
+    sql = "SELECT raw_event FROM nostr_events"
+    if not include_superseded:
+        sql += " WHERE current = 1"
+    for (raw,) in conn.execute(sql + " ORDER BY created_at, id"):
+        yield raw
+
+
+def iter_current_events(conn: apsw.Connection) -> Iterator[tuple[int, str]]:
+    """(seq, raw JSON) of every current event, for rebuilding processed tables."""
+    yield from conn.execute("SELECT seq, raw_event FROM nostr_events WHERE current = 1 ORDER BY seq")
+
+
+def event_by_id(conn: apsw.Connection, event_id: str) -> str | None:
+    row = conn.execute("SELECT raw_event FROM nostr_events WHERE id = ?", (event_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def rejected_log(conn: apsw.Connection, limit: int = 100) -> list[dict[str, Any]]:
+    return [
+        {"event_id": event_id, "source": source, "reason": reason, "received_at": received_at}
+        for event_id, source, reason, received_at in conn.execute(
+            "SELECT event_id, source, reason, received_at FROM rejected_events"
+            " ORDER BY seq DESC LIMIT ?",
+            (limit,),
+        )
+    ]
+
+
+def processing_warnings(conn: apsw.Connection, event_id: str) -> list[str]:
+    return [
+        row[0]
+        for row in conn.execute(
+            "SELECT w.message FROM processing_warnings w JOIN nostr_events e ON e.seq = w.event_seq"
+            " WHERE e.id = ? ORDER BY w.position",
+            (event_id,),
+        )
+    ]
+
+
+def event_tags(conn: apsw.Connection, event_id: str) -> list[list[str]]:
+    """Tags rebuilt from the event_tags table (every element, in order)."""
+    from powrd.protocol.event import loads
+
+    tags: list[list[str]] = []
+    for name, value, extra in conn.execute(
+        "SELECT t.name, t.value, t.extra FROM event_tags t JOIN nostr_events e ON e.seq = t.event_seq"
+        " WHERE e.id = ? ORDER BY t.position",
+        (event_id,),
+    ):
+        tag = [name]
+        if value is not None:
+            tag.append(value)
+        if extra is not None:
+            tag.extend(loads(extra))
+        tags.append(tag)
+    return tags
+
+
+def query_events(conn: apsw.Connection, flt: Filter, *, max_limit: int = 5000) -> list[str]:
+    """Raw JSON of current events matching a NIP-01 filter, newest first."""
+    clauses = ["e.current = 1"]
+    args: list[Any] = []
+
+    def among(column: str, values: frozenset[Any]) -> None:
+        clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+        args.extend(sorted(values))
+
+    if flt.ids is not None:
+        among("e.id", flt.ids)
+    if flt.authors is not None:
+        among("e.pubkey", flt.authors)
+    if flt.kinds is not None:
+        among("e.kind", flt.kinds)
+    if flt.since is not None:
+        clauses.append("e.created_at >= ?")
+        args.append(flt.since)
+    if flt.until is not None:
+        clauses.append("e.created_at <= ?")
+        args.append(flt.until)
+    for letter, values in flt.tags.items():
+        marks = ",".join("?" * len(values))
+        clauses.append(
+            "EXISTS (SELECT 1 FROM event_tags t WHERE t.event_seq = e.seq AND t.name = ?"
+            f" AND t.value IN ({marks}))"
+        )
+        args.append(letter)
+        args.extend(sorted(values))
+    limit = max_limit if flt.limit is None else min(flt.limit, max_limit)
+    sql = (
+        f"SELECT e.raw_event FROM nostr_events e WHERE {' AND '.join(clauses)}"  # noqa: S608
+        " ORDER BY e.created_at DESC, e.id ASC LIMIT ?"
+    )
+    return [row[0] for row in conn.execute(sql, (*args, limit))]

@@ -1,0 +1,224 @@
+"""Numbered schema migrations keyed on ``PRAGMA user_version``.
+
+Migration N brings a database from version N-1 to N. Never edit a released migration;
+append a new one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the seed's tables plus what the sync, resolver and publisher flows need.
+    """
+    CREATE TABLE nostr_events (
+        seq          INTEGER PRIMARY KEY,
+        id           TEXT    NOT NULL UNIQUE,
+        pubkey       TEXT    NOT NULL,
+        kind         INTEGER NOT NULL,
+        created_at   INTEGER NOT NULL,
+        d_tag        TEXT,                      -- addressable events only
+        raw_event    TEXT    NOT NULL,          -- the whole event, compact JSON
+        received_at  INTEGER NOT NULL,
+        source       TEXT    NOT NULL,          -- 'local', 'import' or the relay URL
+        expires_at   INTEGER,                   -- NIP-40
+        current      INTEGER NOT NULL DEFAULT 1 -- 0 once superseded by a newer version
+    );
+    CREATE INDEX nostr_events_address ON nostr_events (kind, pubkey, d_tag, created_at);
+    CREATE INDEX nostr_events_created ON nostr_events (created_at);
+    CREATE INDEX nostr_events_kind_created ON nostr_events (kind, created_at);
+    CREATE INDEX nostr_events_author_created ON nostr_events (pubkey, created_at);
+    CREATE INDEX nostr_events_expiring ON nostr_events (expires_at) WHERE expires_at IS NOT NULL;
+
+    -- Every tag, every element: 'extra' holds elements beyond the second as a JSON array.
+    CREATE TABLE event_tags (
+        event_seq INTEGER NOT NULL REFERENCES nostr_events (seq) ON DELETE CASCADE,
+        position  INTEGER NOT NULL,
+        name      TEXT    NOT NULL,
+        value     TEXT,
+        extra     TEXT,
+        PRIMARY KEY (event_seq, position)
+    ) WITHOUT ROWID;
+    CREATE INDEX event_tags_name_value ON event_tags (name, value);
+
+    CREATE TABLE processing_warnings (
+        event_seq INTEGER NOT NULL REFERENCES nostr_events (seq) ON DELETE CASCADE,
+        position  INTEGER NOT NULL,
+        message   TEXT    NOT NULL,
+        PRIMARY KEY (event_seq, position)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE exercise_definitions (
+        event_seq    INTEGER PRIMARY KEY REFERENCES nostr_events (seq) ON DELETE CASCADE,
+        coordinate   TEXT    NOT NULL UNIQUE,
+        pubkey       TEXT    NOT NULL,
+        title        TEXT    NOT NULL,
+        equipment    TEXT,
+        difficulty   TEXT,
+        format       TEXT    NOT NULL,          -- JSON array
+        format_units TEXT    NOT NULL,          -- JSON array
+        hashtags     TEXT    NOT NULL,          -- JSON array
+        content      TEXT    NOT NULL,
+        created_at   INTEGER NOT NULL
+    );
+    CREATE INDEX exercise_definitions_author ON exercise_definitions (pubkey, title);
+    CREATE INDEX exercise_definitions_equipment ON exercise_definitions (equipment);
+
+    CREATE TABLE exercise_media (
+        exercise_coordinate TEXT    NOT NULL,
+        url                 TEXT    NOT NULL,
+        media_type          TEXT,
+        sha256              TEXT,
+        dim                 TEXT,
+        alt                 TEXT,
+        content             BLOB,
+        thumbnail           BLOB,
+        state               TEXT    NOT NULL DEFAULT 'pending',
+        last_error          TEXT,
+        attempts            INTEGER NOT NULL DEFAULT 0,
+        next_attempt        INTEGER NOT NULL DEFAULT 0,
+        created_at          INTEGER NOT NULL,
+        PRIMARY KEY (exercise_coordinate, url)
+    );
+
+    CREATE TABLE cache_metadata (
+        content_id    TEXT PRIMARY KEY,
+        content_type  TEXT    NOT NULL,
+        last_accessed INTEGER NOT NULL,
+        access_count  INTEGER NOT NULL DEFAULT 0,
+        priority      INTEGER NOT NULL DEFAULT 0
+    );
+
+    CREATE TABLE templates (
+        event_seq           INTEGER PRIMARY KEY REFERENCES nostr_events (seq) ON DELETE CASCADE,
+        coordinate          TEXT    NOT NULL UNIQUE,
+        pubkey              TEXT    NOT NULL,
+        title               TEXT    NOT NULL,
+        type                TEXT,
+        rounds              INTEGER,
+        duration            INTEGER,
+        interval            INTEGER,
+        rest_between_rounds INTEGER,
+        hashtags            TEXT    NOT NULL,
+        content             TEXT    NOT NULL,
+        created_at          INTEGER NOT NULL
+    );
+    CREATE INDEX templates_author ON templates (pubkey, title);
+
+    CREATE TABLE template_exercises (
+        template_seq INTEGER NOT NULL REFERENCES templates (event_seq) ON DELETE CASCADE,
+        position     INTEGER NOT NULL,
+        coordinate   TEXT    NOT NULL,
+        relay_hint   TEXT,
+        params       TEXT    NOT NULL,          -- JSON array, as in the tag
+        PRIMARY KEY (template_seq, position)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE workout_records (
+        event_seq           INTEGER PRIMARY KEY REFERENCES nostr_events (seq) ON DELETE CASCADE,
+        event_id            TEXT    NOT NULL UNIQUE,
+        pubkey              TEXT    NOT NULL,
+        kind                INTEGER NOT NULL,
+        title               TEXT    NOT NULL,
+        type                TEXT,
+        start               INTEGER,
+        "end"               INTEGER,
+        completed           INTEGER,
+        rounds_completed    INTEGER,
+        interval            INTEGER,
+        template_coordinate TEXT,
+        template_relay      TEXT,
+        prs                 TEXT    NOT NULL,   -- JSON array of raw pr values
+        hashtags            TEXT    NOT NULL,
+        content             TEXT    NOT NULL,
+        created_at          INTEGER NOT NULL
+    );
+    CREATE INDEX workout_records_author_start ON workout_records (pubkey, start);
+
+    CREATE TABLE record_sets (
+        record_seq INTEGER NOT NULL REFERENCES workout_records (event_seq) ON DELETE CASCADE,
+        position   INTEGER NOT NULL,
+        coordinate TEXT    NOT NULL,
+        relay_hint TEXT,
+        params     TEXT    NOT NULL,
+        PRIMARY KEY (record_seq, position)
+    ) WITHOUT ROWID;
+    CREATE INDEX record_sets_coordinate ON record_sets (coordinate);
+
+    -- What each template/record needs; re-resolution looks dependents up by coordinate.
+    CREATE TABLE dependencies (
+        dependent_seq INTEGER NOT NULL REFERENCES nostr_events (seq) ON DELETE CASCADE,
+        coordinate    TEXT    NOT NULL,
+        relay_hint    TEXT,
+        PRIMARY KEY (dependent_seq, coordinate)
+    ) WITHOUT ROWID;
+    CREATE INDEX dependencies_coordinate ON dependencies (coordinate);
+
+    CREATE TABLE incomplete_templates (
+        template_seq           INTEGER PRIMARY KEY
+                               REFERENCES nostr_events (seq) ON DELETE CASCADE,
+        kind                   INTEGER NOT NULL,
+        missing_exercise_count INTEGER NOT NULL,
+        missing_exercises      TEXT    NOT NULL  -- JSON array of coordinates
+    );
+
+    CREATE TABLE fetch_queue (
+        coordinate   TEXT PRIMARY KEY,
+        kind         INTEGER NOT NULL,
+        pubkey       TEXT    NOT NULL,
+        d_tag        TEXT    NOT NULL,
+        relay_hints  TEXT    NOT NULL DEFAULT '[]',
+        state        TEXT    NOT NULL DEFAULT 'pending',  -- pending | in_flight | not_found
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        last_attempt INTEGER,
+        next_attempt INTEGER NOT NULL DEFAULT 0,
+        last_error   TEXT,
+        added_at     INTEGER NOT NULL
+    );
+    CREATE INDEX fetch_queue_due ON fetch_queue (state, next_attempt);
+
+    CREATE TABLE outbox (
+        event_id   TEXT PRIMARY KEY,
+        queued_at  INTEGER NOT NULL,
+        done       INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE outbox_delivery (
+        event_id     TEXT    NOT NULL REFERENCES outbox (event_id) ON DELETE CASCADE,
+        relay_url    TEXT    NOT NULL,
+        state        TEXT    NOT NULL DEFAULT 'pending',
+        reason       TEXT,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        last_attempt INTEGER,
+        next_attempt INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (event_id, relay_url)
+    ) WITHOUT ROWID;
+    CREATE INDEX outbox_delivery_due ON outbox_delivery (state, next_attempt);
+
+    CREATE TABLE sync_checkpoints (
+        relay_url  TEXT NOT NULL,
+        scope      TEXT NOT NULL,                -- which subscription the checkpoint covers
+        since      INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (relay_url, scope)
+    ) WITHOUT ROWID;
+
+    -- NIP-09: 'e' targets are event ids, 'a' targets coordinates (all versions up to
+    -- deleted_until). 'pubkey' is the deletion's author: it only binds that author's events.
+    CREATE TABLE tombstones (
+        target        TEXT    NOT NULL,
+        pubkey        TEXT    NOT NULL,
+        target_type   TEXT    NOT NULL,
+        deleted_until INTEGER NOT NULL,
+        deletion_id   TEXT    NOT NULL,
+        PRIMARY KEY (target, pubkey)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE rejected_events (
+        seq         INTEGER PRIMARY KEY,
+        event_id    TEXT,
+        source      TEXT    NOT NULL,
+        reason      TEXT    NOT NULL,
+        received_at INTEGER NOT NULL
+    );
+    """,
+)
+
+LATEST_VERSION = len(MIGRATIONS)

@@ -1,0 +1,207 @@
+"""The ingest pipeline shared by relays, import and local publishing.
+
+    decoded event ─► shape ─► dedupe (seen ids + store) ─► policy (size, future, expiry)
+    ─► id + signature ─► NIP-101e processing ─► one writer operation (raw + tags +
+    replacement + processed rows + dependencies + rejected log) ─► COMMIT ─► result
+
+A caller that awaits :meth:`Pipeline.submit` knows its events are committed, so it may
+then advance a checkpoint past them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import apsw
+
+from powrd.library.process import process
+from powrd.protocol import reasons
+from powrd.protocol.event import Event, parse_event
+from powrd.protocol.reasons import Rejected
+from powrd.protocol.validate import Policy, policy_failure
+from powrd.protocol.verify import verification_failure
+from powrd.store import ingest as store_ingest
+from powrd.store.ingest import BatchResult, IngestItem
+from powrd.store.queries import known_ids
+from powrd.store.store import Store
+
+
+@dataclass(slots=True)
+class SourceStats:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+
+@dataclass(slots=True)
+class SubmitResult:
+    stored: list[Event] = field(default_factory=list)
+    duplicates: int = 0
+    rejected: list[tuple[str | None, str]] = field(default_factory=list)  # (event id, reason)
+    batch: BatchResult | None = None
+
+    @property
+    def newest_created_at(self) -> int | None:
+        return max((e.created_at for e in self.stored), default=None)
+
+
+class SeenIds:
+    """A bounded memory of ids known to be stored (or verified and on their way)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, event_id: str) -> bool:
+        return event_id in self._ids
+
+    def add(self, event_id: str) -> None:
+        self._ids[event_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+
+    def discard(self, event_id: str) -> None:
+        self._ids.pop(event_id, None)
+
+
+class Pipeline:
+    """Validates, deduplicates and stores events from any source.
+
+    Args:
+        store: the open store.
+        policy: size and clock-skew limits.
+        rejected_log_max: rows kept in the rejected-events log.
+        clock: unix time source (tests inject one).
+        on_commit: called with each committed :class:`BatchResult` (wakes the resolver,
+            invalidates caches).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        policy: Policy,
+        *,
+        rejected_log_max: int = 10000,
+        clock: Callable[[], float] = time.time,
+        seen_capacity: int = 200_000,
+        on_commit: Callable[[BatchResult], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.rejected_log_max = rejected_log_max
+        self.clock = clock
+        self.seen = SeenIds(seen_capacity)
+        self.stats: dict[str, SourceStats] = {}
+        self.verified = 0
+        self.on_commit = on_commit
+
+    def source_stats(self, source: str) -> SourceStats:
+        stats = self.stats.get(source)
+        if stats is None:
+            stats = self.stats[source] = SourceStats()
+        return stats
+
+    def _prepare(
+        self, source: str, items: Sequence[tuple[Any, int]], result: SubmitResult
+    ) -> list[IngestItem]:
+        """Everything before the writer: shape, dedupe, policy, verification, processing."""
+        now = int(self.clock())
+        events: list[tuple[Event, int]] = []
+        for obj, size in items:
+            try:
+                events.append((parse_event(obj), size))
+            except Rejected as rejection:
+                event_id = obj.get("id") if isinstance(obj, dict) else None
+                result.rejected.append((event_id if isinstance(event_id, str) else None, rejection.reason))
+        fresh = [(e, s) for e, s in events if e.id not in self.seen]
+        result.duplicates += len(events) - len(fresh)
+        if fresh:
+            stored = known_ids(self.store.reader(), [e.id for e, _ in fresh])
+            result.duplicates += sum(1 for e, _ in fresh if e.id in stored)
+            fresh = [(e, s) for e, s in fresh if e.id not in stored]
+        prepared: list[IngestItem] = []
+        batch_ids: set[str] = set()
+        for event, size in fresh:
+            if event.id in batch_ids:
+                result.duplicates += 1
+                continue
+            failure = policy_failure(event, size, self.policy, now) or verification_failure(event)
+            self.verified += 1
+            if failure is not None:
+                result.rejected.append((event.id, failure))
+                continue
+            batch_ids.add(event.id)
+            self.seen.add(event.id)
+            prepared.append(IngestItem(event, source, process(event)))
+        return prepared
+
+    def _operation(
+        self, source: str, prepared: list[IngestItem], rejected: list[tuple[str | None, str]], now: int
+    ) -> Callable[[apsw.Connection], BatchResult]:
+        keep = self.rejected_log_max
+
+        def operation(conn: apsw.Connection) -> BatchResult:
+            batch = store_ingest.ingest(conn, prepared, now)
+            store_ingest.log_rejections(conn, [(i, source, r) for i, r in rejected], now, keep)
+            return batch
+
+        return operation
+
+    def _finish(self, source: str, prepared: list[IngestItem], batch: BatchResult, result: SubmitResult) -> None:
+        result.batch = batch
+        for event_id in batch.deleted:
+            self.seen.discard(event_id)
+        for item, outcome in zip(prepared, batch.outcomes, strict=True):
+            if outcome.status in (store_ingest.STORED, store_ingest.SUPERSEDED):
+                result.stored.append(item.event)
+            elif outcome.status == store_ingest.DUPLICATE:
+                result.duplicates += 1
+            else:
+                self.seen.discard(item.event.id)
+                result.rejected.append((item.event.id, outcome.reason or reasons.DELETED))
+        stats = self.source_stats(source)
+        stats.stored += len(result.stored)
+        stats.duplicates += result.duplicates
+        for _, reason in result.rejected:
+            stats.rejected[reasons.reason_key(reason)] += 1
+        if self.on_commit is not None:
+            self.on_commit(batch)
+
+    async def submit(self, source: str, items: Sequence[tuple[Any, int]]) -> SubmitResult:
+        """Validate and store decoded events ``(object, size in bytes)``; returns once committed."""
+        self.source_stats(source).received += len(items)
+        result = SubmitResult()
+        prepared = self._prepare(source, items, result)
+        now = int(self.clock())
+        try:
+            batch = await self.store.writer.run(self._operation(source, prepared, list(result.rejected), now))
+        except BaseException:
+            for item in prepared:
+                self.seen.discard(item.event.id)
+            raise
+        self._finish(source, prepared, batch, result)
+        return result
+
+    def submit_blocking(self, source: str, items: Sequence[tuple[Any, int]]) -> SubmitResult:
+        """:meth:`submit` for callers without an event loop (``powrd import``)."""
+        self.source_stats(source).received += len(items)
+        result = SubmitResult()
+        prepared = self._prepare(source, items, result)
+        now = int(self.clock())
+        try:
+            batch = self.store.writer.call(self._operation(source, prepared, list(result.rejected), now))
+        except BaseException:
+            for item in prepared:
+                self.seen.discard(item.event.id)
+            raise
+        self._finish(source, prepared, batch, result)
+        return result
