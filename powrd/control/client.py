@@ -146,8 +146,11 @@ class ControlClient:
             self._writer.write(request_line(None if notification else request_id, method, params))
             await self._writer.drain()
         except ConnectionError as exc:
-            await self._disconnect()
-            raise ConnectionLost(f"lost connection to {self.path}: {exc}") from exc
+            if notification:
+                await self._disconnect()
+                raise ConnectionLost(f"lost connection to {self.path}: {exc}") from exc
+            # The daemon may have answered (a refusal) and hung up before reading the
+            # request; _receive still reads that answer, or reports the loss.
         return request_id
 
     async def _receive(self, request_id: int) -> dict[str, Any]:
@@ -211,7 +214,10 @@ def call_sync(
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise DaemonNotRunning(f"powrd is not running (no daemon at {path})") from exc
         try:
-            sock.sendall(request_line(1, method, params))
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                # The daemon may have answered (a refusal) and hung up before reading
+                # the request; the answer is still there to read.
+                sock.sendall(request_line(1, method, params))
             line = _read_line(sock)
         except ConnectionError as exc:
             raise ConnectionLost(f"lost connection to {path}: {exc}") from exc
