@@ -1,0 +1,5 @@
+import sys
+
+from powrd.cli.main import main
+
+sys.exit(main())
