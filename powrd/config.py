@@ -191,10 +191,13 @@ class Config:
         except OSError as exc:
             raise ConfigError(f"{name}: cannot read: {exc.strerror or exc}") from None
         document = _parse_toml(name, data)
-        source = _Source(name, file.absolute().parent)
+        # The real directory (symlinks and ".." resolved) that the file was named in;
+        # the file itself may be a symlink and is not followed.
+        directory = file.absolute().parent.resolve()
+        source = _Source(name, directory)
         defaults = _environment_defaults(os.environ if environ is None else environ)
         config = _build(source, document, defaults)
-        config = dataclasses.replace(config, source=file.absolute())
+        config = dataclasses.replace(config, source=directory / file.name)
         _check_consistency(source, config)
         return config
 
@@ -377,13 +380,19 @@ def _authors(source: _Source, key: str, value: Any) -> tuple[str, ...]:
     authors: list[str] = []
     for index, item in enumerate(value):
         item_key = f"{key}[{index}]"
+        what = "an npub1… or 64-character hex public key"
         if not isinstance(item, str):
-            source.expected(item_key, "an npub1… or 64-character hex public key", item)
+            source.expected(item_key, what, item)
         try:
             author = parse_public_key(item)
         except ValueError as exc:
-            shown = "" if _looks_secret(item) else f", found {_describe(item)}"
-            source.fail(f"{item_key}: {exc}{shown}")
+            if _looks_secret(item):
+                source.fail(
+                    f"{item_key}: expected {what}, found a secret key (not shown); "
+                    "list its npub here and keep the nsec private"
+                )
+            detail = f" ({exc})" if str(exc).startswith("invalid npub") else ""
+            source.fail(f"{item_key}: expected {what}, found {_describe(item)}{detail}")
         if author in authors:
             earlier = f"{key}[{authors.index(author)}]"
             source.fail(f"{item_key}: duplicate of {earlier} (the same public key); remove one")
@@ -587,14 +596,15 @@ def _describe(value: object) -> str:
     if isinstance(value, str):
         if _looks_secret(value):
             return "a secret key (not shown)"
-        shown = value if len(value) <= 60 else value[:57] + "..."
+        # Long enough for a whole npub or relay URL, short enough for one line.
+        shown = value if len(value) <= 80 else value[:77] + "..."
         return json.dumps(shown, ensure_ascii=False)
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, dict):
-        return "a table"
+        return "a table" if value else "an empty table"
     if isinstance(value, list):
-        return "an array"
+        return "an array" if value else "an empty array"
     if isinstance(value, datetime | date | time):
         return f"a date/time ({value.isoformat()})"
     return type(value).__name__
@@ -602,5 +612,5 @@ def _describe(value: object) -> str:
 
 def _show_key(key: str) -> str:
     if _looks_secret(key):
-        return '"(a secret key, not shown)"'
+        return "<a secret key, not shown>"
     return key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)

@@ -40,6 +40,7 @@ INSECURE_MODE_BITS = 0o066
 MAX_KEY_FILE_BYTES = 4096
 NEW_KEY_FILE_MODE = 0o600
 _HEX_DIGITS = frozenset("0123456789abcdef")
+PUBLIC_KEY_EXPECTED = "expected an npub1… or 64-character hex public key"
 
 
 class IdentityError(ValueError):
@@ -64,15 +65,15 @@ def parse_public_key(text: str) -> str:
     candidate = text.strip()
     lowered = candidate.lower().removeprefix("nostr:")
     if lowered.startswith("nsec1"):
-        raise ValueError("this is a secret key (nsec1…), not a public key; use its npub")
+        raise ValueError("a secret key (nsec1…), not a public key; use its npub instead")
     if lowered.startswith("npub1"):
         try:
             return str(PublicKey.parse(lowered).to_hex())
         except NostrSdkError as exc:
-            raise ValueError(f"invalid npub ({exc}); check for a typo or a cut-off copy") from None
+            raise ValueError(f"invalid npub: {exc}") from None
     if len(lowered) == 64 and _HEX_DIGITS.issuperset(lowered):
         return lowered
-    raise ValueError("expected an npub1… or 64-character hex public key")
+    raise ValueError(PUBLIC_KEY_EXPECTED)
 
 
 def parse_secret_key(text: str) -> Keys:

@@ -87,13 +87,14 @@ def configure_logging(level: str, fmt: str = "auto", stream: TextIO | None = Non
     """Route all logging to ``stream`` at ``level``; safe to call again (SIGHUP).
 
     Args:
-        level: ``debug``, ``info``, ``warning`` or ``error``.
+        level: ``debug``, ``info``, ``warning`` or ``error`` (any case).
         fmt: ``json``, ``console``, or ``auto`` (console on a terminal, else JSON).
         stream: Where lines go; ``sys.stderr`` when omitted.
 
     Raises:
         ValueError: Unknown level or format.
     """
+    level = level.lower()
     if level not in LEVELS:
         raise ValueError(f"unknown log level {level!r}; expected one of {', '.join(LEVELS)}")
     if fmt not in FORMATS:
