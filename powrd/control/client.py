@@ -89,7 +89,13 @@ class ControlClient:
         """
         async with self._lock:
             request_id = await self._send(method, params)
-            return _result(await self._receive(request_id))
+            try:
+                response = await self._receive(request_id)
+            except asyncio.CancelledError:
+                # The answer would otherwise be read as the reply to the next call.
+                self._drop()
+                raise
+            return _result(response)
 
     async def notify(self, method: str, params: Mapping[str, Any] | None = None) -> None:
         """Send a notification (no answer is expected or read)."""
@@ -180,11 +186,17 @@ class ControlClient:
             raise DaemonNotRunning(f"powrd is not running (no daemon at {self.path})") from exc
 
     async def _disconnect(self) -> None:
+        writer = self._drop()
+        if writer is not None:
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    def _drop(self) -> asyncio.StreamWriter | None:
+        """Forget the connection and start closing it, without waiting."""
         writer, self._writer, self._reader = self._writer, None, None
         if writer is not None:
             writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+        return writer
 
 
 def call_sync(

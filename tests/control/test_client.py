@@ -200,6 +200,18 @@ async def test_server_going_away_mid_call(
         await client.call("echo")
 
 
+async def test_cancelled_call_does_not_confuse_the_next_one(
+    client: ControlClient, methods: Methods
+) -> None:
+    call = asyncio.create_task(client.call("block"))
+    await asyncio.wait_for(methods.blocked.wait(), TIMEOUT)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    methods.release.set()  # its answer must not be taken for the next call's
+    assert await client.call("echo", {"fresh": 1}) == {"fresh": 1}
+
+
 async def test_response_larger_than_the_client_limit(server: ControlServer) -> None:
     async with ControlClient(server.path, max_response_bytes=1000) as small:
         with pytest.raises(ConnectionLost):
