@@ -131,6 +131,8 @@ class ControlServer:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
             raise
+        # The listening socket keeps this inode alive, so no successor can get the same
+        # one while we run; close() relies on that to tell our file from theirs.
         bound = os.stat(self.path)
         self._bound_inode = (bound.st_dev, bound.st_ino)
         log.info("control_listening", path=str(self.path))
