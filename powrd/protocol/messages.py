@@ -1,0 +1,415 @@
+"""NIP-01 messages in both directions: typed values, parsing, frame builders.
+
+Parsing never trusts a frame: anything that is not a well-formed message raises
+:class:`MalformedFrame` with a short machine-readable ``reason``. The payload of an
+``EVENT`` is only checked to be a JSON object; validating the event is a later step.
+Every message type can render itself back into a frame with ``to_frame()``, which the
+test relays and the round-trip tests rely on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from powrd.protocol.event import dumps, loads
+from powrd.protocol.filters import Filter, FilterError, parse_filter
+
+MAX_SUBSCRIPTION_ID_CHARS = 64
+
+# MalformedFrame.reason values.
+NOT_JSON = "not json"
+NOT_ARRAY = "not an array"
+UNKNOWN_TYPE = "unknown message type"
+WRONG_ARITY = "wrong number of elements"
+WRONG_TYPE = "wrong element type"
+BAD_FILTER = "bad filter"
+
+# Prefixes NIP-01 defines for the message of OK and CLOSED; relays may invent others.
+KNOWN_PREFIXES = frozenset(
+    (
+        "duplicate",
+        "pow",
+        "blocked",
+        "rate-limited",
+        "invalid",
+        "restricted",
+        "mute",
+        "error",
+        "auth-required",
+    )
+)
+_PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+class MalformedFrame(ValueError):
+    """A frame is not a well-formed message.
+
+    Attributes:
+        reason: one of the constants above (``not json``, ``wrong number of elements``…).
+        detail: what exactly was wrong, for logs.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+# ---------------------------------------------------------------- relay -> client
+
+
+@dataclass(frozen=True, slots=True)
+class EventMessage:
+    """``["EVENT", <subscription id>, <event>]``.
+
+    Attributes:
+        event: the decoded event object, not validated yet.
+        size: bytes of the event as received: exact for compact frames, an upper bound
+            when the relay padded the frame with whitespace.
+    """
+
+    subscription_id: str
+    event: dict[str, Any]
+    size: int
+
+    def to_frame(self) -> str:
+        return f'["EVENT",{dumps(self.subscription_id)},{dumps(self.event)}]'
+
+
+@dataclass(frozen=True, slots=True)
+class EoseMessage:
+    """``["EOSE", <subscription id>]``: the stored events have all been sent."""
+
+    subscription_id: str
+
+    def to_frame(self) -> str:
+        return dumps(["EOSE", self.subscription_id])
+
+
+@dataclass(frozen=True, slots=True)
+class OkMessage:
+    """``["OK", <event id>, <accepted>, <message>]``: the verdict on a published event."""
+
+    event_id: str
+    accepted: bool
+    message: str
+
+    def to_frame(self) -> str:
+        return dumps(["OK", self.event_id, self.accepted, self.message])
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedMessage:
+    """``["CLOSED", <subscription id>, <message>]``: the relay ended a subscription."""
+
+    subscription_id: str
+    message: str
+
+    def to_frame(self) -> str:
+        return dumps(["CLOSED", self.subscription_id, self.message])
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeMessage:
+    """``["NOTICE", <message>]``: human-readable text from the relay."""
+
+    message: str
+
+    def to_frame(self) -> str:
+        return dumps(["NOTICE", self.message])
+
+
+@dataclass(frozen=True, slots=True)
+class AuthMessage:
+    """``["AUTH", <challenge>]`` (NIP-42): the relay asks the client to authenticate."""
+
+    challenge: str
+
+    def to_frame(self) -> str:
+        return dumps(["AUTH", self.challenge])
+
+
+@dataclass(frozen=True, slots=True)
+class CountMessage:
+    """``["COUNT", <subscription id>, {"count": n}]`` (NIP-45)."""
+
+    subscription_id: str
+    count: int
+    approximate: bool = False
+
+    def to_frame(self) -> str:
+        body: dict[str, Any] = {"count": self.count}
+        if self.approximate:
+            body["approximate"] = True
+        return dumps(["COUNT", self.subscription_id, body])
+
+
+RelayMessage = (
+    EventMessage
+    | EoseMessage
+    | OkMessage
+    | ClosedMessage
+    | NoticeMessage
+    | AuthMessage
+    | CountMessage
+)
+
+
+# ---------------------------------------------------------------- client -> relay
+
+
+@dataclass(frozen=True, slots=True)
+class ClientReq:
+    """``["REQ", <subscription id>, <filter>, …]``."""
+
+    subscription_id: str
+    filters: tuple[Filter, ...]
+
+    def to_frame(self) -> str:
+        return req(self.subscription_id, self.filters)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientClose:
+    """``["CLOSE", <subscription id>]``."""
+
+    subscription_id: str
+
+    def to_frame(self) -> str:
+        return close(self.subscription_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientEvent:
+    """``["EVENT", <event>]``: a publish; ``size`` as in :class:`EventMessage`."""
+
+    event: dict[str, Any]
+    size: int
+
+    def to_frame(self) -> str:
+        return event(dumps(self.event))
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAuth:
+    """``["AUTH", <signed kind 22242 event>]`` (NIP-42)."""
+
+    event: dict[str, Any]
+    size: int
+
+    def to_frame(self) -> str:
+        return auth(dumps(self.event))
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCount:
+    """``["COUNT", <subscription id>, <filter>, …]`` (NIP-45)."""
+
+    subscription_id: str
+    filters: tuple[Filter, ...]
+
+    def to_frame(self) -> str:
+        return count(self.subscription_id, self.filters)
+
+
+ClientMessage = ClientReq | ClientClose | ClientEvent | ClientAuth | ClientCount
+
+
+# ---------------------------------------------------------------- builders
+
+
+def req(sub_id: str, filters: Iterable[Filter]) -> str:
+    """The REQ frame opening subscription ``sub_id``."""
+    return _with_filters("REQ", sub_id, filters)
+
+
+def close(sub_id: str) -> str:
+    """The CLOSE frame ending subscription ``sub_id``."""
+    return dumps(["CLOSE", _check_subscription_id(sub_id)])
+
+
+def event(event_json: str) -> str:
+    """The EVENT frame publishing an already serialized event, embedded byte for byte."""
+    return f'["EVENT",{event_json}]'
+
+
+def auth(event_json: str) -> str:
+    """The AUTH frame answering a challenge with an already serialized kind 22242 event."""
+    return f'["AUTH",{event_json}]'
+
+
+def count(sub_id: str, filters: Iterable[Filter]) -> str:
+    """The COUNT frame (NIP-45) asking how many events match ``filters``."""
+    return _with_filters("COUNT", sub_id, filters)
+
+
+def _with_filters(kind: str, sub_id: str, filters: Iterable[Filter]) -> str:
+    wire = [f.to_json() for f in filters]
+    if not wire:
+        raise ValueError(f"a {kind} needs at least one filter")
+    return dumps([kind, _check_subscription_id(sub_id), *wire])
+
+
+def _check_subscription_id(sub_id: str) -> str:
+    if not 0 < len(sub_id) <= MAX_SUBSCRIPTION_ID_CHARS:
+        raise ValueError(f"subscription ids are 1 to 64 characters, got {len(sub_id)}")
+    return sub_id
+
+
+def machine_prefix(message: str) -> str | None:
+    """The machine-readable prefix of an OK or CLOSED message, or None.
+
+    NIP-01 messages read ``"<prefix>: <detail>"`` (``duplicate: already have this
+    event``); a lone ``"blocked:"`` counts too, ``"https://…"`` does not.
+    """
+    head, colon, rest = message.partition(":")
+    if not colon or not head or (rest and not rest.startswith(" ")):
+        return None
+    if not _PREFIX_CHARS.issuperset(head):
+        return None
+    return head
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def byte_length(frame: str | bytes) -> int:
+    """Size of a frame in UTF-8 bytes (lone surrogates count as the 3 bytes they take)."""
+    if isinstance(frame, bytes):
+        return len(frame)
+    return len(frame.encode("utf-8", "surrogatepass"))
+
+
+def parse_relay_message(frame: str | bytes) -> RelayMessage:
+    """Parse a frame a relay sent.
+
+    Raises:
+        MalformedFrame: anything but a well-formed relay message.
+    """
+    items = _decode(frame)
+    name = items[0]
+    if name == "EVENT":
+        _arity(items, 3)
+        sub_id, obj = _string(items, 1), _object(items, 2)
+        return EventMessage(sub_id, obj, _embedded_size(frame, 11 + byte_length(dumps(sub_id))))
+    if name == "EOSE":
+        _arity(items, 2)
+        return EoseMessage(_string(items, 1))
+    if name == "OK":
+        _arity(items, 4)
+        accepted = items[2]
+        if not isinstance(accepted, bool):
+            raise MalformedFrame(WRONG_TYPE, "OK element 2 is not a boolean")
+        return OkMessage(_string(items, 1), accepted, _string(items, 3))
+    if name == "CLOSED":
+        _arity(items, 3)
+        return ClosedMessage(_string(items, 1), _string(items, 2))
+    if name == "NOTICE":
+        _arity(items, 2)
+        return NoticeMessage(_string(items, 1))
+    if name == "AUTH":
+        _arity(items, 2)
+        return AuthMessage(_string(items, 1))
+    if name == "COUNT":
+        _arity(items, 3)
+        return _count_message(_string(items, 1), _object(items, 2))
+    raise MalformedFrame(UNKNOWN_TYPE, _preview(name))
+
+
+def parse_client_message(frame: str | bytes) -> ClientMessage:
+    """Parse a frame a client sent (test relays and fuzzing use this).
+
+    Raises:
+        MalformedFrame: anything but a well-formed client message.
+    """
+    items = _decode(frame)
+    name = items[0]
+    if name in ("REQ", "COUNT"):
+        if len(items) < 3:
+            raise MalformedFrame(WRONG_ARITY, f"{name} without filters")
+        build: Callable[[str, tuple[Filter, ...]], ClientMessage] = (
+            ClientReq if name == "REQ" else ClientCount
+        )
+        return build(_subscription_id(items), _filters(items[2:]))
+    if name == "CLOSE":
+        _arity(items, 2)
+        return ClientClose(_subscription_id(items))
+    if name in ("EVENT", "AUTH"):
+        _arity(items, 2)
+        obj = _object(items, 1)
+        # '["EVENT",' or '["AUTH",' before the event and ']' after it.
+        size = _embedded_size(frame, len(name) + 5)
+        return ClientEvent(obj, size) if name == "EVENT" else ClientAuth(obj, size)
+    raise MalformedFrame(UNKNOWN_TYPE, _preview(name))
+
+
+def _decode(frame: str | bytes) -> list[Any]:
+    try:
+        value = loads(frame)
+    except (ValueError, RecursionError):
+        raise MalformedFrame(NOT_JSON) from None
+    if not isinstance(value, list):
+        raise MalformedFrame(NOT_ARRAY)
+    if not value:
+        raise MalformedFrame(WRONG_ARITY, "empty array")
+    if not isinstance(value[0], str):
+        raise MalformedFrame(UNKNOWN_TYPE, "message type is not a string")
+    return value
+
+
+def _arity(items: list[Any], expected: int) -> None:
+    if len(items) != expected:
+        raise MalformedFrame(WRONG_ARITY, f"{items[0]} has {len(items)} elements, not {expected}")
+
+
+def _string(items: list[Any], index: int) -> str:
+    value = items[index]
+    if not isinstance(value, str):
+        raise MalformedFrame(WRONG_TYPE, f"{items[0]} element {index} is not a string")
+    return value
+
+
+def _object(items: list[Any], index: int) -> dict[str, Any]:
+    value = items[index]
+    if not isinstance(value, dict):
+        raise MalformedFrame(WRONG_TYPE, f"{items[0]} element {index} is not an object")
+    return value
+
+
+def _subscription_id(items: list[Any]) -> str:
+    sub_id = _string(items, 1)
+    if not 0 < len(sub_id) <= MAX_SUBSCRIPTION_ID_CHARS:
+        raise MalformedFrame(WRONG_TYPE, f"{items[0]} subscription id is not 1 to 64 characters")
+    return sub_id
+
+
+def _filters(objs: list[Any]) -> tuple[Filter, ...]:
+    try:
+        return tuple(parse_filter(obj, where=f"filters[{i}]") for i, obj in enumerate(objs))
+    except FilterError as error:
+        raise MalformedFrame(BAD_FILTER, str(error)) from None
+
+
+def _count_message(sub_id: str, body: dict[str, Any]) -> CountMessage:
+    number = body.get("count")
+    if type(number) is not int or number < 0:
+        raise MalformedFrame(WRONG_TYPE, "COUNT count is not a non-negative integer")
+    approximate = body.get("approximate", False)
+    if not isinstance(approximate, bool):
+        raise MalformedFrame(WRONG_TYPE, "COUNT approximate is not a boolean")
+    return CountMessage(sub_id, number, approximate)
+
+
+def _embedded_size(frame: str | bytes, envelope_bytes: int) -> int:
+    """Bytes of the object embedded last in ``frame``, given the compact envelope size.
+
+    Subtracting the compact envelope never undercounts: whitespace or longer escapes
+    in the relay's envelope only make the estimate larger.
+    """
+    return max(byte_length(frame) - envelope_bytes, 2)
+
+
+def _preview(value: str) -> str:
+    return value if len(value) <= 20 else value[:19] + "…"
