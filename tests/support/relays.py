@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+import zlib
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ PUBLISH_WINDOW = 100
 PUBLISH_CONNECTIONS = 4
 PAGE_SIZE = 500
 REPLY_TIMEOUT = 15.0
+# nostr-sdk releases a port asynchronously after shutdown(); restarts wait this long.
+PORT_RELEASE_WAIT = 5.0
 # Only used to answer NIP-42 challenges; any key will do.
 AUTH_KEYS = keys_for("local-relay-auth", 0)
 
@@ -89,15 +92,7 @@ class LocalRelayHandle:
             RelayReplyError: the port did not come free within 5 seconds.
         """
         self.stop()
-        deadline = time.monotonic() + 5.0
-        while True:
-            try:
-                self._relay = await _run_relay(self._options, self.port)
-                return
-            except Exception as error:  # nostr-sdk raises NostrSdkError.Generic
-                if "in use" not in str(error) or time.monotonic() > deadline:
-                    raise RelayReplyError(f"cannot restart on port {self.port}: {error}") from error
-                await asyncio.sleep(0.05)  # a retry back-off, not synchronisation
+        self._relay = await _run_relay(self._options, self.port)
 
     async def __aenter__(self) -> LocalRelayHandle:
         return self
@@ -133,7 +128,7 @@ class LocalRelayHandle:
         parsed = sorted(((loads(text), text) for text in events_json), key=_created_at)
         for event, text in parsed:
             key = _replacement_key(event)
-            lane = next(spread) if key is None else hash(key) % len(lanes)
+            lane = next(spread) if key is None else zlib.crc32(dumps(key).encode()) % len(lanes)
             lanes[lane].append((event["id"], text))
         replies: dict[str, OkReply] = {}
         await asyncio.gather(*(self._publish_lane(lane, window, replies) for lane in lanes if lane))
@@ -210,13 +205,17 @@ async def start_local_relay(
 
     Args:
         port: a fixed port, or None for a free one chosen by the relay (``port=0`` is
-            not supported by nostr-sdk).
+            not supported by nostr-sdk). A fixed port that a stopped relay is still
+            releasing is retried for up to 5 s.
         nip42: require NIP-42 authentication for both reading and writing.
         max_reqs: the relay's rate limit on concurrent subscriptions per connection.
         notes_per_minute: the relay's rate limit on published events per connection.
 
     Returns:
         A running :class:`LocalRelayHandle`; call ``stop()`` (or use ``async with``).
+
+    Raises:
+        RelayReplyError: the relay could not start (e.g. the port stayed in use).
     """
     options = _Options(nip42, max_reqs, notes_per_minute)
     relay = await _run_relay(options, port)
@@ -224,6 +223,18 @@ async def start_local_relay(
 
 
 async def _run_relay(options: _Options, port: int | None) -> nostr_sdk.LocalRelay:
+    """Start a relay; a fixed port just released by ``shutdown()`` gets 5 s to come free."""
+    deadline = time.monotonic() + PORT_RELEASE_WAIT
+    while True:
+        try:
+            return await _run_relay_once(options, port)
+        except Exception as error:  # nostr-sdk raises NostrSdkError.Generic
+            if port is None or "in use" not in str(error) or time.monotonic() > deadline:
+                raise RelayReplyError(f"cannot start a relay on port {port}: {error}") from error
+            await asyncio.sleep(0.05)  # a retry back-off, not synchronisation
+
+
+async def _run_relay_once(options: _Options, port: int | None) -> nostr_sdk.LocalRelay:
     builder = nostr_sdk.LocalRelayBuilder().rate_limit(
         nostr_sdk.RateLimit(max_reqs=options.max_reqs, notes_per_minute=options.notes_per_minute)
     )
