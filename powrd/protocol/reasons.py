@@ -36,3 +36,12 @@ def reason_key(reason: str) -> str:
     if reason.startswith(MALFORMED_PREFIX):
         return MALFORMED_PREFIX
     return reason
+
+
+# Frames a relay session refuses before any event reaches the pipeline.
+FRAME_TOO_LARGE = "invalid: frame too large"
+MALFORMED_FRAME = "invalid: malformed frame"
+UNKNOWN_SUBSCRIPTION = "invalid: unknown subscription"
+CLOSED_SUBSCRIPTION = "invalid: event for a closed subscription"
+DUPLICATE_EOSE = "invalid: EOSE for a subscription already live"
+UNEXPECTED_OK = "invalid: OK for an event that was not published"
