@@ -49,6 +49,8 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _TOML_POSITION = re.compile(r"^(?P<what>.*) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
 _TOML_END = re.compile(r"^(?P<what>.*) \(at end of document\)$")
 _HEX_DIGITS = frozenset("0123456789abcdef")
+_MEDIA_TYPE_PREFIX = re.compile(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9.+-]*")
+MIB = 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -128,6 +130,28 @@ class PublisherConfig:
 
 
 @dataclass(frozen=True)
+class CacheConfig:
+    """``[cache]``: the in-memory cache of resolved templates and exercise lookups."""
+
+    max_entries: int = 2000
+    max_bytes: int = 16 * MIB
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    """``[media]``: downloading the images and videos that exercises link (NIP-92 imeta)."""
+
+    enabled: bool = True
+    max_bytes: int = 10 * MIB
+    budget_bytes: int = 256 * MIB
+    thumbnail_max_px: int = 256
+    retry_min_seconds: float = 5.0
+    retry_max_seconds: float = 3600.0
+    timeout_seconds: float = 30.0
+    allowed_types: tuple[str, ...] = ("image/", "video/")
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     """``[logging]``: level and output format (``auto``: JSON unless on a terminal)."""
 
@@ -155,6 +179,8 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     resolver: ResolverConfig = ResolverConfig()
     publisher: PublisherConfig = PublisherConfig()
+    cache: CacheConfig = CacheConfig()
+    media: MediaConfig = MediaConfig()
     logging: LoggingConfig = LoggingConfig()
     relays: tuple[RelayConfig, ...] = ()
     source: Path | None = None
@@ -374,6 +400,22 @@ def _kinds(source: _Source, key: str, value: Any) -> tuple[int, ...]:
     return tuple(kinds)
 
 
+def _media_types(source: _Source, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        source.expected(key, 'a non-empty array of media types or prefixes ("image/")', value)
+    prefixes: list[str] = []
+    for index, item in enumerate(value):
+        item_key = f"{key}[{index}]"
+        if not isinstance(item, str) or not _MEDIA_TYPE_PREFIX.fullmatch(item.lower()):
+            what = 'a media type or prefix such as "image/" or "video/mp4"'
+            source.expected(item_key, what, item)
+        prefix = item.lower()
+        if prefix in prefixes:
+            source.fail(f"{item_key}: duplicate of {key}[{prefixes.index(prefix)}] ({prefix})")
+        prefixes.append(prefix)
+    return tuple(prefixes)
+
+
 def _authors(source: _Source, key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         source.expected(key, "an array of public keys (npub1… or hex)", value)
@@ -463,6 +505,20 @@ _SECTIONS: dict[str, dict[str, Check]] = {
         "retry_max_seconds": _seconds(zero_allowed=False),
         "ok_timeout_seconds": _seconds(zero_allowed=False),
     },
+    "cache": {
+        "max_entries": _integer(0),
+        "max_bytes": _integer(0),
+    },
+    "media": {
+        "enabled": _boolean,
+        "max_bytes": _integer(1),
+        "budget_bytes": _integer(1),
+        "thumbnail_max_px": _integer(1, 4096),
+        "retry_min_seconds": _seconds(zero_allowed=False),
+        "retry_max_seconds": _seconds(zero_allowed=False),
+        "timeout_seconds": _seconds(zero_allowed=False),
+        "allowed_types": _media_types,
+    },
     "logging": {
         "level": _choice(*LOG_LEVELS),
         "format": _choice(*LOG_FORMATS),
@@ -540,6 +596,8 @@ def _check_consistency(source: _Source, config: Config) -> None:
         ("sync.reconnect_min_seconds", "sync.reconnect_max_seconds"),
         ("resolver.retry_min_seconds", "resolver.retry_max_seconds"),
         ("publisher.retry_min_seconds", "publisher.retry_max_seconds"),
+        ("media.retry_min_seconds", "media.retry_max_seconds"),
+        ("media.max_bytes", "media.budget_bytes"),
         ("limits.max_event_bytes", "sync.max_frame_bytes"),
     )
     for lower_key, upper_key in pairs:

@@ -14,12 +14,14 @@ from hypothesis import strategies as st
 from nostr_sdk import Keys
 
 from powrd.config import (
+    CacheConfig,
     Config,
     ConfigError,
     ControlConfig,
     IdentityConfig,
     LimitsConfig,
     LoggingConfig,
+    MediaConfig,
     PublisherConfig,
     RelayConfig,
     ResolverConfig,
@@ -42,6 +44,8 @@ SECTIONS = {
     "limits": LimitsConfig,
     "resolver": ResolverConfig,
     "publisher": PublisherConfig,
+    "cache": CacheConfig,
+    "media": MediaConfig,
     "logging": LoggingConfig,
 }
 
@@ -240,6 +244,20 @@ def test_configs_compare_by_value_and_report_changed_keys(in_tmp: Path) -> None:
     assert first.changed_keys(tweaked) == ("store.path",)
 
 
+def test_cache_and_media_values_are_read_and_normalized(in_tmp: Path) -> None:
+    config = load_text(
+        "[cache]\nmax_entries = 0\nmax_bytes = 1024\n"
+        '[media]\nenabled = false\nmax_bytes = 100\nbudget_bytes = 100\nthumbnail_max_px = 64\n'
+        'retry_min_seconds = 1\ntimeout_seconds = 2\nallowed_types = ["Image/PNG", "video/"]\n'
+    )
+    assert config.cache == CacheConfig(max_entries=0, max_bytes=1024)
+    assert config.media == MediaConfig(
+        enabled=False, max_bytes=100, budget_bytes=100, thumbnail_max_px=64,
+        retry_min_seconds=1.0, timeout_seconds=2.0, allowed_types=("image/png", "video/"),
+    )
+    assert isinstance(config.media.timeout_seconds, float)
+
+
 def test_config_is_frozen() -> None:
     config = Config.defaults({})
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -258,7 +276,7 @@ ERRORS = [
     (
         "[nonsense]\n",
         "powrd.toml: unknown key nonsense (known: store, control, identity, sync, limits, "
-        "resolver, publisher, logging, relays)",
+        "resolver, publisher, cache, media, logging, relays)",
     ),
     ('"a b" = 1\n', 'powrd.toml: unknown key "a b" (known: '),
     ('[store]\npth = "x"\n', "powrd.toml: unknown key store.pth (did you mean store.path?)"),
@@ -467,6 +485,82 @@ ERRORS = [
         "powrd.toml: sync.authors[2]: duplicate of sync.authors[0] (the same public key); "
         "remove one",
     ),
+    # cache
+    (
+        "[cache]\nmax_entries = -1\n",
+        "powrd.toml: cache.max_entries: expected an integer >= 0, found -1",
+    ),
+    (
+        '[cache]\nmax_entries = "2000"\n',
+        'powrd.toml: cache.max_entries: expected an integer >= 0, found "2000"',
+    ),
+    (
+        "[cache]\nmax_bytes = -5\n",
+        "powrd.toml: cache.max_bytes: expected an integer >= 0, found -5",
+    ),
+    (
+        "[cache]\nmax_bytes = 1.5\n",
+        "powrd.toml: cache.max_bytes: expected an integer >= 0, found 1.5",
+    ),
+    # media
+    ('[media]\nenabled = "no"\n', 'powrd.toml: media.enabled: expected true or false, found "no"'),
+    (
+        "[media]\nmax_bytes = 0\n",
+        "powrd.toml: media.max_bytes: expected an integer >= 1, found 0",
+    ),
+    (
+        "[media]\nbudget_bytes = false\n",
+        "powrd.toml: media.budget_bytes: expected an integer >= 1, found false",
+    ),
+    (
+        "[media]\nthumbnail_max_px = 0\n",
+        "powrd.toml: media.thumbnail_max_px: expected an integer from 1 to 4096, found 0",
+    ),
+    (
+        "[media]\nthumbnail_max_px = 5000\n",
+        "powrd.toml: media.thumbnail_max_px: expected an integer from 1 to 4096, found 5000",
+    ),
+    (
+        "[media]\nretry_min_seconds = 0\n",
+        "powrd.toml: media.retry_min_seconds: expected a number of seconds > 0, found 0",
+    ),
+    (
+        '[media]\nretry_max_seconds = "1h"\n',
+        'powrd.toml: media.retry_max_seconds: expected a number of seconds > 0, found "1h"',
+    ),
+    (
+        "[media]\ntimeout_seconds = -1\n",
+        "powrd.toml: media.timeout_seconds: expected a number of seconds > 0, found -1",
+    ),
+    (
+        '[media]\nallowed_types = "image/"\n',
+        "powrd.toml: media.allowed_types: expected a non-empty array of media types or prefixes "
+        '("image/"), found "image/"',
+    ),
+    (
+        "[media]\nallowed_types = []\n",
+        "powrd.toml: media.allowed_types: expected a non-empty array of media types or prefixes "
+        '("image/"), found an empty array',
+    ),
+    (
+        '[media]\nallowed_types = ["image/", 3]\n',
+        "powrd.toml: media.allowed_types[1]: expected a media type or prefix such as "
+        '"image/" or "video/mp4", found 3',
+    ),
+    (
+        '[media]\nallowed_types = ["image"]\n',
+        "powrd.toml: media.allowed_types[0]: expected a media type or prefix such as "
+        '"image/" or "video/mp4", found "image"',
+    ),
+    (
+        '[media]\nallowed_types = ["image/ png"]\n',
+        "powrd.toml: media.allowed_types[0]: expected a media type or prefix such as "
+        '"image/" or "video/mp4", found "image/ png"',
+    ),
+    (
+        '[media]\nallowed_types = ["image/", "video/", "IMAGE/"]\n',
+        "powrd.toml: media.allowed_types[2]: duplicate of media.allowed_types[0] (image/)",
+    ),
     # relays
     (
         'relays = "wss://x"\n',
@@ -551,6 +645,20 @@ ERRORS = [
         "[sync]\nmax_frame_bytes = 1000\n",
         "powrd.toml: sync.max_frame_bytes: expected a value >= limits.max_event_bytes (131072), "
         "found 1000",
+    ),
+    (
+        "[media]\nretry_min_seconds = 10.0\nretry_max_seconds = 5.0\n",
+        "powrd.toml: media.retry_max_seconds: expected a value >= "
+        "media.retry_min_seconds (10.0), found 5.0",
+    ),
+    (
+        "[media]\nmax_bytes = 1000\nbudget_bytes = 999\n",
+        "powrd.toml: media.budget_bytes: expected a value >= media.max_bytes (1000), found 999",
+    ),
+    (
+        "[media]\nmax_bytes = 300000000\n",
+        "powrd.toml: media.budget_bytes: expected a value >= media.max_bytes (300000000), "
+        "found 268435456",
     ),
     (
         f'[control]\nsocket = "/{"s" * 200}"\n',
