@@ -219,6 +219,18 @@ MIGRATIONS: tuple[str, ...] = (
         received_at INTEGER NOT NULL
     );
     """,
+    # 2: what the media task needs to verify, budget and evict downloads.
+    """
+    ALTER TABLE exercise_media ADD COLUMN content_type TEXT;      -- as the server sent it
+    ALTER TABLE exercise_media ADD COLUMN content_size INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE exercise_media ADD COLUMN thumbnail_type TEXT;
+    ALTER TABLE exercise_media ADD COLUMN thumbnail_size INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE exercise_media ADD COLUMN fetched_at INTEGER;
+    -- The tag's "m" and "x" a final state was reached with: when the exercise's new
+    -- version changes them, the media is due again.
+    ALTER TABLE exercise_media ADD COLUMN settled_for TEXT;
+    CREATE INDEX exercise_media_due ON exercise_media (state, next_attempt);
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)
