@@ -110,3 +110,10 @@ def entries(conn: apsw.Connection, *, pending_only: bool = False) -> list[dict[s
         result.append({"event_id": event_id, "kind": kind, "queued_at": queued_at,
                        "done": bool(done), "deliveries": deliveries})
     return result
+
+
+def attempts(conn: apsw.Connection, event_id: str, relay: str) -> int | None:
+    row = conn.execute(
+        "SELECT attempts FROM outbox_delivery WHERE event_id = ? AND relay_url = ?", (event_id, relay)
+    ).fetchone()
+    return None if row is None else int(row[0])

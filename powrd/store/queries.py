@@ -134,7 +134,7 @@ def query_events(conn: apsw.Connection, flt: Filter, *, max_limit: int = 5000) -
     for letter, values in flt.tags.items():
         marks = ",".join("?" * len(values))
         clauses.append(
-            "EXISTS (SELECT 1 FROM event_tags t WHERE t.event_seq = e.seq AND t.name = ?"
+            "EXISTS (SELECT 1 FROM event_tags t WHERE t.event_seq = e.seq AND length(t.name) = 1 AND t.name = ?"
             f" AND t.value IN ({marks}))"
         )
         args.append(letter)

@@ -37,7 +37,8 @@ MIGRATIONS: tuple[str, ...] = (
         extra     TEXT,
         PRIMARY KEY (event_seq, position)
     ) WITHOUT ROWID;
-    CREATE INDEX event_tags_name_value ON event_tags (name, value);
+    -- NIP-01 filters only ever query single-letter tags (#e, #d, #t, …): index just those.
+    CREATE INDEX event_tags_name_value ON event_tags (name, value) WHERE length(name) = 1;
 
     CREATE TABLE processing_warnings (
         event_seq INTEGER NOT NULL REFERENCES nostr_events (seq) ON DELETE CASCADE,

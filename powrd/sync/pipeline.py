@@ -54,6 +54,9 @@ class SubmitResult:
         return max((e.created_at for e in self.stored), default=None)
 
 
+AlsoInTransaction = Callable[[apsw.Connection, BatchResult], None]
+
+
 class SeenIds:
     """A bounded memory of ids known to be stored (or verified and on their way)."""
 
@@ -145,13 +148,20 @@ class Pipeline:
         return prepared
 
     def _operation(
-        self, source: str, prepared: list[IngestItem], rejected: list[tuple[str | None, str]], now: int
+        self,
+        source: str,
+        prepared: list[IngestItem],
+        rejected: list[tuple[str | None, str]],
+        now: int,
+        also: AlsoInTransaction | None,
     ) -> Callable[[apsw.Connection], BatchResult]:
         keep = self.rejected_log_max
 
         def operation(conn: apsw.Connection) -> BatchResult:
             batch = store_ingest.ingest(conn, prepared, now)
             store_ingest.log_rejections(conn, [(i, source, r) for i, r in rejected], now, keep)
+            if also is not None:
+                also(conn, batch)
             return batch
 
         return operation
@@ -176,14 +186,23 @@ class Pipeline:
         if self.on_commit is not None:
             self.on_commit(batch)
 
-    async def submit(self, source: str, items: Sequence[tuple[Any, int]]) -> SubmitResult:
-        """Validate and store decoded events ``(object, size in bytes)``; returns once committed."""
+    async def submit(
+        self, source: str, items: Sequence[tuple[Any, int]], *, also: AlsoInTransaction | None = None
+    ) -> SubmitResult:
+        """Validate and store decoded events ``(object, size in bytes)``; returns once committed.
+
+        Args:
+            source: the relay URL, ``import`` or ``local``.
+            items: decoded event objects with their size in bytes as received.
+            also: more writes for the same transaction (the outbox entry of a local event).
+        """
         self.source_stats(source).received += len(items)
         result = SubmitResult()
         prepared = self._prepare(source, items, result)
         now = int(self.clock())
+        operation = self._operation(source, prepared, list(result.rejected), now, also)
         try:
-            batch = await self.store.writer.run(self._operation(source, prepared, list(result.rejected), now))
+            batch = await self.store.writer.run(operation)
         except BaseException:
             for item in prepared:
                 self.seen.discard(item.event.id)
@@ -198,7 +217,7 @@ class Pipeline:
         prepared = self._prepare(source, items, result)
         now = int(self.clock())
         try:
-            batch = self.store.writer.call(self._operation(source, prepared, list(result.rejected), now))
+            batch = self.store.writer.call(self._operation(source, prepared, list(result.rejected), now, None))
         except BaseException:
             for item in prepared:
                 self.seen.discard(item.event.id)

@@ -1,0 +1,144 @@
+"""The control socket's method table: thin wrappers over store, library and sync state.
+
+Every handler takes the params object and returns JSON-ready data; argument checking
+raises :class:`InvalidParams` with a message naming the parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from powrd.control.rpc import NOT_FOUND, NOT_READY, PUBLISH_FAILED, InvalidParams, MethodError
+from powrd.identity import IdentityError, parse_public_key
+from powrd.library.service import records_with_sets, resolve_template
+from powrd.store import library_queries
+from powrd.sync.publisher import PublishError
+from powrd.protocol.event import loads
+from powrd.protocol.filters import FilterError, parse_filter
+from powrd.store import fetchqueue, outbox, queries
+
+if TYPE_CHECKING:
+    from powrd.service.daemon import Daemon
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+def _optional(params: dict[str, Any], name: str, kind: type) -> Any:
+    value = params.get(name)
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool) and kind is int):
+        raise InvalidParams(f"{name}: expected {kind.__name__}, found {type(value).__name__}")
+    return value
+
+
+def _only(params: dict[str, Any], *allowed: str) -> None:
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise InvalidParams(f"unknown parameter {unknown[0]!r}; expected one of {sorted(allowed)}")
+
+
+def build_methods(daemon: Daemon) -> dict[str, Handler]:
+    """The method table served on the control socket."""
+
+    def reader() -> Any:
+        assert daemon.store is not None
+        return daemon.store.reader()
+
+    async def status(params: dict[str, Any]) -> Any:
+        _only(params)
+        return daemon.status()
+
+    async def relays_list(params: dict[str, Any]) -> Any:
+        _only(params)
+        return {"relays": [w.status.as_dict() for w, _ in daemon.workers.values()]}
+
+    async def sync_now(params: dict[str, Any]) -> Any:
+        _only(params)
+        daemon.resync()
+        return {"relays": len(daemon.workers)}
+
+    async def events_query(params: dict[str, Any]) -> Any:
+        _only(params, "filter")
+        try:
+            flt = parse_filter(params.get("filter", {}))
+        except FilterError as error:
+            raise InvalidParams(str(error)) from None
+        return {"events": [loads(raw) for raw in queries.query_events(reader(), flt)]}
+
+    async def fetch_list(params: dict[str, Any]) -> Any:
+        _only(params, "state")
+        return {"entries": fetchqueue.entries(reader(), _optional(params, "state", str))}
+
+    async def outbox_list(params: dict[str, Any]) -> Any:
+        _only(params, "pending")
+        return {"entries": outbox.entries(reader(), pending_only=bool(params.get("pending")))}
+
+    def author_param(params: dict[str, Any]) -> str | None:
+        author = _optional(params, "author", str)
+        if author is None:
+            return None
+        try:
+            return parse_public_key(author)
+        except IdentityError as error:
+            raise InvalidParams(f"author: {error}") from None
+
+    async def library_exercises(params: dict[str, Any]) -> Any:
+        _only(params, "author", "search", "equipment", "tag", "limit")
+        return {
+            "exercises": library_queries.exercises(
+                reader(),
+                author=author_param(params),
+                search=_optional(params, "search", str),
+                equipment=_optional(params, "equipment", str),
+                tag=_optional(params, "tag", str),
+                limit=_optional(params, "limit", int) or 1000,
+            )
+        }
+
+    async def library_template(params: dict[str, Any]) -> Any:
+        _only(params, "coordinate")
+        coordinate = _optional(params, "coordinate", str)
+        if not coordinate:
+            raise InvalidParams("coordinate: required, e.g. 33402:<pubkey hex>:<d>")
+        found = resolve_template(reader(), coordinate)
+        if found is None:
+            raise MethodError(NOT_FOUND, f"no current template {coordinate}")
+        return found
+
+    async def library_records(params: dict[str, Any]) -> Any:
+        _only(params, "author", "since", "until", "limit")
+        return {
+            "records": records_with_sets(
+                reader(),
+                author=author_param(params),
+                since=_optional(params, "since", int),
+                until=_optional(params, "until", int),
+                limit=_optional(params, "limit", int) or 500,
+            )
+        }
+
+    async def publish(params: dict[str, Any]) -> Any:
+        _only(params, "kind", "content", "tags", "created_at")
+        if daemon.publisher is None:
+            raise MethodError(NOT_READY, "the daemon is still starting")
+        try:
+            event_id = await daemon.publisher.publish(
+                params.get("kind"), params.get("content", ""), params.get("tags", []),
+                params.get("created_at"),
+            )
+        except PublishError as error:
+            raise MethodError(PUBLISH_FAILED, str(error)) from None
+        return {"id": event_id}
+
+    return {
+        "status": status,
+        "library.exercises": library_exercises,
+        "library.template": library_template,
+        "library.records": library_records,
+        "publish": publish,
+        "relays.list": relays_list,
+        "sync.now": sync_now,
+        "events.query": events_query,
+        "fetch.list": fetch_list,
+        "outbox.list": outbox_list,
+    }

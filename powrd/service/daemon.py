@@ -1,0 +1,336 @@
+"""The daemon: start-up order, the running tasks, signals, and shutdown order.
+
+Start-up: logging → identity → store (migrated, writer running) → pipeline → control
+socket → READY=1 → relay workers and background tasks. Shutdown (SIGTERM/SIGINT):
+STOPPING=1 → relay workers cancelled → control socket closed → writer drains and
+commits → exit 0. SIGHUP reloads the relay list and authors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import nostr_sdk
+import structlog
+
+from powrd import __version__
+from powrd.config import Config, ConfigError, load_config
+from powrd.control.server import AlreadyRunning, ControlServer
+from powrd.identity import IdentityError, load_secret_key
+from powrd.protocol.validate import Policy
+from powrd.service.notify import Notifier, watchdog_interval, watchdog_loop
+from powrd.store import ingest as store_ingest
+from powrd.store import queries
+from powrd.store.database import StoreError
+from powrd.store.ingest import BatchResult
+from powrd.store.store import Store
+from powrd.sync.pipeline import Pipeline
+from powrd.sync.plan import plan
+from powrd.store import fetchqueue, outbox
+from powrd.sync.publisher import Publisher, PublisherSettings, RelayDelivery
+from powrd.sync.relay import RelayWorker, SyncSettings
+from powrd.sync.resolver import Resolver, ResolverSettings
+
+log = structlog.get_logger("powrd.service")
+
+EXPIRY_SWEEP_SECONDS = 60.0
+STATUS_SECONDS = 10.0
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says what to fix."""
+
+
+def resolver_settings(config: Config) -> ResolverSettings:
+    r = config.resolver
+    return ResolverSettings(
+        max_extra_relays=r.max_extra_relays,
+        batch_max_coordinates=r.batch_max_coordinates,
+        retry_min_seconds=r.retry_min_seconds,
+        retry_max_seconds=r.retry_max_seconds,
+        not_found_retry_seconds=r.not_found_retry_seconds,
+        fetch_timeout_seconds=r.fetch_timeout_seconds,
+        max_frame_bytes=config.sync.max_frame_bytes,
+    )
+
+
+def publisher_settings(config: Config) -> PublisherSettings:
+    p = config.publisher
+    return PublisherSettings(p.retry_min_seconds, p.retry_max_seconds, p.ok_timeout_seconds)
+
+
+def sync_settings(config: Config) -> SyncSettings:
+    s = config.sync
+    return SyncSettings(
+        overlap_seconds=s.overlap_seconds,
+        page_limit=s.page_limit,
+        max_frame_bytes=s.max_frame_bytes,
+        reconnect_min_seconds=s.reconnect_min_seconds,
+        reconnect_max_seconds=s.reconnect_max_seconds,
+        min_reconnect_interval_seconds=s.min_reconnect_interval_seconds,
+        eose_timeout_seconds=s.eose_timeout_seconds,
+        queue_max_events=s.queue_max_events,
+    )
+
+
+class Daemon:
+    """Owns every long-lived object of a running powrd."""
+
+    def __init__(self, config: Config, environ: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        self.environ = dict(os.environ if environ is None else environ)
+        self.state = "starting"
+        self.started_at = time.monotonic()
+        self.keys: nostr_sdk.Keys | None = None
+        self.store: Store | None = None
+        self.pipeline: Pipeline | None = None
+        self.resolver: Resolver | None = None
+        self.publisher: Publisher | None = None
+        self.workers: dict[str, tuple[RelayWorker, asyncio.Task[None]]] = {}
+        self.control: ControlServer | None = None
+        self.notifier = Notifier.from_environ(self.environ)
+        self.storage_error: str | None = None
+        self._stop = asyncio.Event()
+        self._background: list[asyncio.Task[Any]] = []
+        self.commit_listeners: list[Any] = []
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            self.keys = load_secret_key(self.config.identity, self.environ)
+        except IdentityError as error:
+            raise StartupError(str(error)) from None
+        try:
+            self.store = Store(self.config.store.path)
+        except StoreError as error:
+            raise StartupError(str(error)) from None
+        limits = self.config.limits
+        self.pipeline = Pipeline(
+            self.store,
+            Policy(limits.max_event_bytes, limits.max_future_seconds),
+            rejected_log_max=self.config.store.rejected_log_max,
+            on_commit=self._on_commit,
+        )
+        await self.store.writer.run(outbox.release_sent)
+        await self.store.writer.run(fetchqueue.release_in_flight)
+        self.publisher = Publisher(
+            self.pipeline, self.keys, lambda: list(self.config.relay_urls(write=True))
+        )
+        if self.config.resolver.enabled:
+            self.resolver = Resolver(
+                self.pipeline, lambda: list(self.config.relay_urls(read=True)),
+                resolver_settings(self.config),
+                backfilling=self._backfilling,
+            )
+            self.commit_listeners.append(self.resolver.on_commit)
+        from powrd.control.methods import build_methods
+
+        self.control = ControlServer(
+            self.config.control.socket,
+            build_methods(self),
+            max_request_bytes=self.config.control.max_request_bytes,
+        )
+        try:
+            await self.control.start()
+        except AlreadyRunning:
+            raise StartupError(
+                f"{self.config.control.socket}: another powrd is already answering there"
+            ) from None
+        except OSError as error:
+            raise StartupError(f"{self.config.control.socket}: cannot listen: {error.strerror}") from None
+        self._apply_relays(self.config)
+        self.state = "running"
+        self.notifier.ready(self.status_line())
+        interval = watchdog_interval(self.environ)
+        if interval:
+            self._spawn(watchdog_loop(self.notifier, interval), "watchdog")
+        self._spawn(self._sweep_expired(), "expiry")
+        if self.resolver is not None:
+            self._spawn(self.resolver.run(), "resolver")
+        self._spawn(self._report_status(), "status")
+        log.info("powrd running", version=__version__, relays=len(self.workers),
+                 store=str(self.config.store.path), socket=str(self.config.control.socket))
+
+    async def stop(self) -> None:
+        if self.state == "stopped":
+            return
+        self.state = "stopping"
+        self.notifier.stopping()
+        log.info("powrd stopping")
+        tasks = [task for _, task in self.workers.values()] + self._background
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.workers.clear()
+        if self.control is not None:
+            await self.control.close()
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+        self.state = "stopped"
+        log.info("powrd stopped")
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        try:
+            await self.start()
+            await self._stop.wait()
+        finally:
+            await self.stop()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._background.append(task)
+        return task
+
+    # -- relays ------------------------------------------------------------------
+
+    def _apply_relays(self, config: Config) -> None:
+        """Start, stop or restart relay workers so they match ``config``."""
+        assert self.pipeline is not None
+        scopes = plan(config.sync.authors, config.sync.kinds, config.sync.max_authors_per_filter)
+        settings = sync_settings(config)
+        wanted = {relay.url: relay for relay in config.relays}
+        for url in list(self.workers):
+            worker, task = self.workers[url]
+            relay = wanted.get(url)
+            if relay is None or (relay.read, relay.write) != (worker.status.read, worker.status.write) \
+                    or (relay.read and worker.scopes != scopes) or worker.settings != settings:
+                task.cancel()
+                del self.workers[url]
+        assert self.publisher is not None
+        deliveries = self.publisher.deliveries
+        for url in list(deliveries):
+            if url not in self.workers:
+                del deliveries[url]
+        publishing = config.publisher.enabled
+        for url, relay in wanted.items():
+            if url in self.workers:
+                continue
+            delivery = None
+            if relay.write and publishing:
+                delivery = RelayDelivery(url, self.pipeline, publisher_settings(config))
+                deliveries[url] = delivery
+            worker = RelayWorker(
+                url, scopes, self.pipeline, settings, keys=self.keys, read=relay.read,
+                write=relay.write, delivery=delivery, on_backfill_complete=self._backfill_complete,
+            )
+            self.workers[url] = (worker, asyncio.create_task(worker.run(), name=f"relay {url}"))
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config file; relays and authors change without a restart."""
+        source = self.config.source
+        try:
+            fresh = load_config(source, self.environ)
+        except ConfigError as error:
+            log.error("reload failed; keeping the running config", reason=str(error))
+            return
+        kept = replace(
+            self.config, relays=fresh.relays, sync=fresh.sync, resolver=fresh.resolver,
+            publisher=fresh.publisher,
+        )
+        old_read = set(self.config.relay_urls(read=True))
+        old_write = set(self.config.relay_urls(write=True))
+        self.config = kept
+        self._apply_relays(kept)
+        added_write = [u for u in kept.relay_urls(write=True) if u not in old_write]
+        if added_write and self.store is not None:
+            self.store.writer.submit(lambda c: [outbox.add_relay(c, u) for u in added_write])
+        if self.resolver is not None and set(kept.relay_urls(read=True)) - old_read:
+            self._spawn(self.resolver.retry_not_found(), "retry not found")
+        log.info("config reloaded", relays=len(self.workers), authors=len(kept.sync.authors))
+
+    def _backfilling(self) -> bool:
+        """True while a connected read relay has not finished its backfill."""
+        return any(
+            w.status.read and w.status.state.value == "connected" and not w.status.backfill_complete
+            for w, _ in self.workers.values()
+        )
+
+    def _backfill_complete(self) -> None:
+        if self.resolver is not None:
+            self.resolver.wake()
+
+    def resync(self) -> None:
+        for worker, _ in self.workers.values():
+            worker.request_resync()
+
+    # -- background --------------------------------------------------------------
+
+    def _on_commit(self, batch: BatchResult) -> None:
+        for listener in self.commit_listeners:
+            listener(batch)
+
+    async def _sweep_expired(self) -> None:
+        assert self.store is not None
+        writer = self.store.writer
+        while True:
+            now = int(time.time())
+            removed = await writer.run(lambda conn: store_ingest.expire(conn, now))
+            if removed:
+                log.info("expired events removed", count=removed)
+            await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
+
+    async def _report_status(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_SECONDS)
+            self.notifier.status(self.status_line())
+
+    # -- inspection --------------------------------------------------------------
+
+    def health(self) -> list[str]:
+        problems: list[str] = []
+        if not self.config.relays:
+            problems.append("no relays configured")
+        if not self.config.sync.authors:
+            problems.append("no authors configured: nothing to sync")
+        for worker, _ in self.workers.values():
+            status = worker.status
+            if status.state.value != "connected":
+                problems.append(f"relay {status.url} is {status.state.value}: {status.last_error}")
+        if self.store is not None and self.store.writer.stats.last_error:
+            problems.append(f"store: {self.store.writer.stats.last_error}")
+        return problems
+
+    def status_line(self) -> str:
+        connected = sum(1 for w, _ in self.workers.values() if w.status.state.value == "connected")
+        stored = sum(w.status.events_stored for w, _ in self.workers.values())
+        return f"{self.state}; relays {connected}/{len(self.workers)} connected; {stored} events stored"
+
+    def status(self) -> dict[str, Any]:
+        assert self.store is not None
+        return {
+            "version": __version__,
+            "state": self.state,
+            "uptime_s": round(time.monotonic() - self.started_at, 3),
+            "health": self.health(),
+            "relays": [w.status.as_dict() for w, _ in self.workers.values()],
+            "counts": queries.counts(self.store.reader()),
+        }
+
+
+def run_daemon(config: Config) -> int:
+    """``powrd run``: returns the process exit code."""
+    daemon = Daemon(config)
+    try:
+        asyncio.run(daemon.run())
+    except StartupError as error:
+        print(f"powrd: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+__all__ = ["Daemon", "StartupError", "run_daemon"]

@@ -1,0 +1,149 @@
+"""Read queries over the processed NIP-101e tables (behind ``library.*``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apsw
+
+from powrd.protocol.event import loads
+
+_EXERCISE_COLUMNS = (
+    "x.coordinate, e.id, x.pubkey, e.d_tag, x.title, x.equipment, x.difficulty, x.format,"
+    " x.format_units, x.hashtags, x.content, x.created_at"
+)
+
+
+def _exercise(row: tuple[Any, ...]) -> dict[str, Any]:
+    coordinate, event_id, pubkey, d, title, equipment, difficulty, fmt, units, tags, content, created = row
+    return {
+        "coordinate": coordinate, "event_id": event_id, "pubkey": pubkey, "d": d, "title": title,
+        "equipment": equipment, "difficulty": difficulty, "format": loads(fmt),
+        "format_units": loads(units), "hashtags": loads(tags), "content": content,
+        "created_at": created,
+    }
+
+
+def exercises(
+    conn: apsw.Connection,
+    *,
+    author: str | None = None,
+    search: str | None = None,
+    equipment: str | None = None,
+    tag: str | None = None,
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if author is not None:
+        clauses.append("x.pubkey = ?")
+        args.append(author)
+    if search:
+        clauses.append("x.title LIKE ? ESCAPE '\\'")
+        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        args.append(f"%{escaped}%")
+    if equipment is not None:
+        clauses.append("x.equipment = ?")
+        args.append(equipment)
+    if tag is not None:
+        clauses.append("EXISTS (SELECT 1 FROM json_each(x.hashtags) WHERE value = ?)")
+        args.append(tag)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = (
+        f"SELECT {_EXERCISE_COLUMNS} FROM exercise_definitions x"  # noqa: S608
+        f" JOIN nostr_events e ON e.seq = x.event_seq {where} ORDER BY x.title, x.coordinate LIMIT ?"
+    )
+    return [_exercise(row) for row in conn.execute(sql, (*args, limit))]
+
+
+def exercises_by_coordinate(conn: apsw.Connection, coordinates: list[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(coordinates), 500):
+        chunk = coordinates[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(
+            f"SELECT {_EXERCISE_COLUMNS} FROM exercise_definitions x"  # noqa: S608
+            f" JOIN nostr_events e ON e.seq = x.event_seq WHERE x.coordinate IN ({marks})",
+            chunk,
+        ):
+            found[row[0]] = _exercise(row)
+    return found
+
+
+def template(conn: apsw.Connection, coordinate: str) -> dict[str, Any] | None:
+    """A current template with its exercise references and its missing list."""
+    row = conn.execute(
+        "SELECT t.event_seq, e.id, t.pubkey, e.d_tag, t.title, t.type, t.rounds, t.duration,"
+        " t.interval, t.rest_between_rounds, t.hashtags, t.content, t.created_at,"
+        " i.missing_exercises FROM templates t JOIN nostr_events e ON e.seq = t.event_seq"
+        " LEFT JOIN incomplete_templates i ON i.template_seq = t.event_seq WHERE t.coordinate = ?",
+        (coordinate,),
+    ).fetchone()
+    if row is None:
+        return None
+    seq, event_id, pubkey, d, title, kind_type, rounds, duration, interval, rest, tags, content, created, missing = row
+    references = [
+        {"position": position, "coordinate": ref, "relay_hint": hint, "params": loads(params)}
+        for position, ref, hint, params in conn.execute(
+            "SELECT position, coordinate, relay_hint, params FROM template_exercises"
+            " WHERE template_seq = ? ORDER BY position",
+            (seq,),
+        )
+    ]
+    return {
+        "coordinate": coordinate, "event_id": event_id, "pubkey": pubkey, "d": d, "title": title,
+        "type": kind_type, "rounds": rounds, "duration": duration, "interval": interval,
+        "rest_between_rounds": rest, "hashtags": loads(tags), "content": content,
+        "created_at": created, "missing": loads(missing) if missing else [],
+        "references": references,
+    }
+
+
+def records(
+    conn: apsw.Connection,
+    *,
+    author: str | None = None,
+    since: int | None = None,
+    until: int | None = None,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """Workout records, newest first by start time, with their sets."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    if author is not None:
+        clauses.append("r.pubkey = ?")
+        args.append(author)
+    if since is not None:
+        clauses.append("coalesce(r.start, r.created_at) >= ?")
+        args.append(since)
+    if until is not None:
+        clauses.append("coalesce(r.start, r.created_at) <= ?")
+        args.append(until)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    result: list[dict[str, Any]] = []
+    for row in conn.execute(
+        "SELECT r.event_seq, r.event_id, r.pubkey, r.kind, r.title, r.type, r.start, r.\"end\","  # noqa: S608
+        " r.completed, r.rounds_completed, r.interval, r.template_coordinate, r.prs, r.hashtags,"
+        f" r.content, r.created_at, i.missing_exercises FROM workout_records r"
+        f" LEFT JOIN incomplete_templates i ON i.template_seq = r.event_seq {where}"
+        " ORDER BY coalesce(r.start, r.created_at) DESC, r.event_id LIMIT ?",
+        (*args, limit),
+    ):
+        (seq, event_id, pubkey, kind, title, kind_type, start, end, completed, rounds, interval,
+         template_coordinate, prs, tags, content, created, missing) = row
+        sets = [
+            {"position": position, "coordinate": ref, "relay_hint": hint, "params": loads(params)}
+            for position, ref, hint, params in conn.execute(
+                "SELECT position, coordinate, relay_hint, params FROM record_sets"
+                " WHERE record_seq = ? ORDER BY position",
+                (seq,),
+            )
+        ]
+        result.append({
+            "event_id": event_id, "pubkey": pubkey, "kind": kind, "title": title, "type": kind_type,
+            "start": start, "end": end, "completed": None if completed is None else bool(completed),
+            "rounds_completed": rounds, "interval": interval, "template": template_coordinate,
+            "prs": loads(prs), "hashtags": loads(tags), "content": content, "created_at": created,
+            "missing": loads(missing) if missing else [], "sets": sets,
+        })
+    return result

@@ -1,0 +1,76 @@
+"""One-shot fetches: connect, ask once, collect until EOSE, disconnect.
+
+The resolver uses these for missing coordinates, including on relays that are only
+named in a relay hint and are not configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import websockets
+
+from powrd.protocol.filters import Filter
+from powrd.protocol.session import EndOfStored, Incoming, RelaySession, SubscriptionClosed
+
+HARD_FRAME_CAP = 16 * 1024 * 1024
+
+
+class FetchFailed(Exception):
+    """The relay could not be asked (connect error, timeout, closed subscription)."""
+
+
+@dataclass(slots=True)
+class FetchResult:
+    events: list[tuple[dict[str, Any], int]] = field(default_factory=list)
+    dropped: int = 0
+
+
+def is_fetchable_url(url: str) -> bool:
+    """Only ws:// and wss:// relays are ever contacted, whatever a hint says."""
+    return url.startswith(("ws://", "wss://")) and len(url) <= 512 and " " not in url
+
+
+async def fetch_once(
+    url: str, filters: Sequence[Filter], *, timeout: float, max_frame_bytes: int, max_events: int
+) -> FetchResult:
+    """Ask ``url`` for ``filters`` once and return the events served before EOSE.
+
+    Raises:
+        FetchFailed: on connection errors, a timeout before EOSE, or a CLOSED reply.
+    """
+    session = RelaySession(max_frame_bytes=max_frame_bytes)
+    result = FetchResult()
+    deadline = time.monotonic() + timeout
+    try:
+        async with asyncio.timeout(timeout):
+            ws = await websockets.connect(url, max_size=HARD_FRAME_CAP, open_timeout=timeout,
+                                          close_timeout=1, proxy=None)
+            try:
+                await ws.send(session.open_subscription("fetch", filters))
+                async for frame in ws:
+                    for output in session.receive(frame):
+                        if isinstance(output, Incoming):
+                            result.events.append((output.event, output.size))
+                            if len(result.events) >= max_events:
+                                return result
+                        elif isinstance(output, EndOfStored):
+                            with contextlib.suppress(Exception):
+                                await ws.send(session.close_subscription("fetch"))
+                            return result
+                        elif isinstance(output, SubscriptionClosed):
+                            raise FetchFailed(f"subscription closed: {output.message[:200]}")
+                raise FetchFailed("connection closed before EOSE")
+            finally:
+                with contextlib.suppress(Exception):
+                    await ws.close()
+    except TimeoutError:
+        left = max(0.0, deadline - time.monotonic())
+        raise FetchFailed(f"no EOSE within {timeout:.0f} s" if left == 0 else "timed out") from None
+    except (OSError, websockets.exceptions.WebSocketException) as error:
+        raise FetchFailed(f"connect: {error}") from None

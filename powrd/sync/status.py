@@ -1,0 +1,64 @@
+"""What each relay connection reports (the ``status`` method's per-relay entries)."""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class RelayState(enum.StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    BACKOFF = "backoff"
+    DISABLED = "disabled"
+
+
+@dataclass(slots=True)
+class RelayStatus:
+    url: str
+    read: bool = True
+    write: bool = True
+    state: RelayState = RelayState.CONNECTING
+    connects: int = 0
+    connect_attempts: int = 0
+    events_received: int = 0
+    events_stored: int = 0
+    events_rejected: int = 0
+    events_duplicate: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    last_error: str | None = None
+    last_connected_at: float | None = None
+    last_event_at: float | None = None
+    next_retry_at: float | None = None
+    backoff_seconds: float = 0.0
+    backfill_complete: bool = False
+    throttle_seconds: float = 0.0
+    notices: int = 0
+
+    def as_dict(self, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        next_retry = None
+        if self.state is RelayState.BACKOFF and self.next_retry_at is not None:
+            next_retry = round(max(0.0, self.next_retry_at - now), 3)
+        return {
+            "url": self.url,
+            "read": self.read,
+            "write": self.write,
+            "state": self.state.value,
+            "connects": self.connects,
+            "connect_attempts": self.connect_attempts,
+            "events_received": self.events_received,
+            "events_stored": self.events_stored,
+            "events_rejected": self.events_rejected,
+            "events_duplicate": self.events_duplicate,
+            "dropped": dict(self.dropped),
+            "last_error": self.last_error,
+            "last_connected_at": self.last_connected_at,
+            "last_event_at": self.last_event_at,
+            "next_retry_s": next_retry,
+            "backoff_s": round(self.backoff_seconds, 3),
+            "backfill_complete": self.backfill_complete,
+        }
