@@ -104,16 +104,26 @@ class Writer:
                     stopping = True
                     break
                 jobs.append(job)
-            self._run_batch(jobs)
+            try:
+                self._run_batch(jobs)
+            except Exception as error:  # the writer thread must outlive any one batch
+                self.stats.last_error = f"writer: {error}"
+                for job in jobs:
+                    if not job.future.done():
+                        _deliver(job.future, None, error)
 
     def _run_batch(self, jobs: list[_Job]) -> None:
+        # A job whose caller stopped waiting (cancelled at shutdown) still runs: the open
+        # batch is finished, only its result has nobody to go to.
+        for job in jobs:
+            job.future.set_running_or_notify_cancel()
         conn = self.conn
         results: list[tuple[_Job, Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
         except apsw.Error as error:
             for job in jobs:
-                job.future.set_exception(error)
+                _deliver(job.future, None, error)
             self.stats.last_error = str(error)
             return
         for job in jobs:
@@ -135,16 +145,22 @@ class Writer:
             if not conn.getautocommit():
                 conn.execute("ROLLBACK")
             for job in jobs:
-                job.future.set_exception(error)
+                _deliver(job.future, None, error)
             return
         self.stats.transactions += 1
         self.stats.operations += len(jobs)
         self.stats.last_error = None
         for job, value, failure in results:
-            if failure is not None:
-                job.future.set_exception(failure)
-            else:
-                job.future.set_result(value)
+            _deliver(job.future, value, failure)
+
+
+def _deliver(future: concurrent.futures.Future[Any], value: Any, failure: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if failure is not None:
+        future.set_exception(failure)
+    else:
+        future.set_result(value)
 
 
 def run_inline(conn: apsw.Connection, operation: Operation[T]) -> T:
