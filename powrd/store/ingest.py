@@ -69,19 +69,15 @@ def _is_newer(created_at: int, event_id: str, other_created_at: int, other_id: s
 
 
 def _tombstoned(conn: apsw.Connection, event: Event, address: tuple[int, str, str] | None) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM tombstones WHERE target = ? AND pubkey = ?", (event.id, event.pubkey)
-    ).fetchone()
-    if row is not None:
-        return True
-    if address is None:
-        return False
-    coordinate = f"{address[0]}:{address[1]}:{address[2]}"
-    row = conn.execute(
-        "SELECT deleted_until FROM tombstones WHERE target = ? AND pubkey = ?",
-        (coordinate, event.pubkey),
-    ).fetchone()
-    return row is not None and event.created_at <= row[0]
+    """Whether a NIP-09 deletion by this event's author covers it (its id or its address)."""
+    coordinate = f"{address[0]}:{address[1]}:{address[2]}" if address is not None else event.id
+    for target, deleted_until in conn.execute(
+        "SELECT target, deleted_until FROM tombstones WHERE target IN (?, ?) AND pubkey = ?",
+        (event.id, coordinate, event.pubkey),
+    ):
+        if target == event.id or event.created_at <= deleted_until:
+            return True
+    return False
 
 
 def _insert_event(conn: apsw.Connection, item: IngestItem, current: bool, now: int) -> int:

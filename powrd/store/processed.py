@@ -125,9 +125,12 @@ def write(
         _write_record(conn, seq, event, row)
     if processed.dependencies:
         conn.executemany(
-            "INSERT OR IGNORE INTO dependencies (dependent_seq, coordinate, relay_hint)"
-            " VALUES (?, ?, ?)",
-            [(seq, ref.coordinate, ref.relay_hint) for ref in processed.dependencies],
+            "INSERT OR IGNORE INTO dependencies (dependent_seq, coordinate, relay_hint, kind,"
+            " pubkey, d_tag) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (seq, ref.coordinate, ref.relay_hint, ref.kind, ref.pubkey, ref.d)
+                for ref in processed.dependencies
+            ],
         )
         resolve(conn, seq, event.kind, missing)
     if row is not None:
@@ -174,16 +177,16 @@ def enqueue_fetch(conn: apsw.Connection, coordinate: str, hints: list[str], now:
 
 def resolve(conn: apsw.Connection, seq: int, kind: int, missing_out: set[str]) -> list[str]:
     """Recompute whether a dependent event is complete; returns its missing coordinates."""
-    deps = conn.execute(
-        "SELECT coordinate, relay_hint FROM dependencies WHERE dependent_seq = ? ORDER BY coordinate",
-        (seq,),
-    ).fetchall()
     missing: list[str] = []
-    for coordinate, hint in deps:
-        if not is_present(conn, coordinate):
-            missing.append(coordinate)
-            if enqueue_fetch(conn, coordinate, [hint] if hint else []):
-                missing_out.add(coordinate)
+    for coordinate, hint in conn.execute(
+        "SELECT d.coordinate, d.relay_hint FROM dependencies d WHERE d.dependent_seq = ?"
+        " AND NOT EXISTS (SELECT 1 FROM nostr_events e WHERE e.kind = d.kind"
+        " AND e.pubkey = d.pubkey AND e.d_tag = d.d_tag AND e.current = 1) ORDER BY d.coordinate",
+        (seq,),
+    ).fetchall():
+        missing.append(coordinate)
+        if enqueue_fetch(conn, coordinate, [hint] if hint else []):
+            missing_out.add(coordinate)
     if missing:
         conn.execute(
             "INSERT INTO incomplete_templates (template_seq, kind, missing_exercise_count,"

@@ -22,7 +22,8 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at   INTEGER,                   -- NIP-40
         current      INTEGER NOT NULL DEFAULT 1 -- 0 once superseded by a newer version
     );
-    CREATE INDEX nostr_events_address ON nostr_events (kind, pubkey, d_tag, created_at);
+    -- Covers "is a current version of this address stored?" without touching the table.
+    CREATE INDEX nostr_events_address ON nostr_events (kind, pubkey, d_tag, current);
     CREATE INDEX nostr_events_created ON nostr_events (created_at);
     CREATE INDEX nostr_events_kind_created ON nostr_events (kind, created_at);
     CREATE INDEX nostr_events_author_created ON nostr_events (pubkey, created_at);
@@ -149,6 +150,9 @@ MIGRATIONS: tuple[str, ...] = (
         dependent_seq INTEGER NOT NULL REFERENCES nostr_events (seq) ON DELETE CASCADE,
         coordinate    TEXT    NOT NULL,
         relay_hint    TEXT,
+        kind          INTEGER NOT NULL,          -- the coordinate's parts, so one query
+        pubkey        TEXT    NOT NULL,          -- finds what is missing
+        d_tag         TEXT    NOT NULL,
         PRIMARY KEY (dependent_seq, coordinate)
     ) WITHOUT ROWID;
     CREATE INDEX dependencies_coordinate ON dependencies (coordinate);
