@@ -244,15 +244,24 @@ def entries(conn: apsw.Connection, coordinate: str | None = None) -> list[dict[s
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 
-def _stored_row(
+@dataclass(frozen=True, slots=True)
+class _StoredValue:
+    rowid: int
+    column: str
+    media_type: str
+    size: int
+    version: tuple[Any, ...]  # changes when the row is evicted or downloaded again
+
+
+def _stored_value(
     conn: apsw.Connection, coordinate: str, thumbnail: bool, url: str | None
-) -> tuple[int, str, int]:
+) -> _StoredValue:
     column, size, kind = (
         ("thumbnail", "thumbnail_size", "thumbnail_type") if thumbnail
         else ("content", "content_size", "content_type")
     )
     row = conn.execute(
-        f"SELECT rowid, {kind}, {size} FROM exercise_media"  # noqa: S608 - fixed names
+        f"SELECT rowid, {kind}, {size}, fetched_at, settled_for FROM exercise_media"  # noqa: S608
         f" WHERE exercise_coordinate = ? AND state = ? AND {column} IS NOT NULL"
         " AND (? IS NULL OR url = ?) ORDER BY url LIMIT 1",
         (coordinate, STORED, url, url),
@@ -260,7 +269,10 @@ def _stored_row(
     if row is None:
         what = "thumbnail" if thumbnail else "media"
         raise MediaNotFound(f"no stored {what} for {coordinate}")
-    return int(row[0]), str(row[1]), int(row[2])
+    rowid, media_type, length, fetched_at, settled_for = row
+    return _StoredValue(
+        int(rowid), column, str(media_type), int(length), (length, fetched_at, settled_for)
+    )
 
 
 def media_info(
@@ -271,8 +283,8 @@ def media_info(
     Raises:
         MediaNotFound: nothing stored for that exercise (and URL).
     """
-    _, content_type, size = _stored_row(conn, coordinate, thumbnail, url)
-    return {"content_type": content_type, "size": size}
+    value = _stored_value(conn, coordinate, thumbnail, url)
+    return {"content_type": value.media_type, "size": value.size}
 
 
 def media_chunks(
@@ -285,10 +297,12 @@ def media_chunks(
 ) -> Iterator[bytes]:
     """The stored content (or thumbnail) of an exercise's media, ``chunk_size`` bytes at a time.
 
-    The row is looked up at once (so a missing one raises here, not at the first chunk);
-    the bytes are read incrementally through SQLite's blob I/O, so a large file is never
-    held in memory whole. Evicting the row while it is being read ends the iteration with
-    an ``apsw.AbortError``.
+    The row is looked up at once, so a missing one raises here rather than at the first
+    chunk. Each chunk is then read through SQLite's blob I/O in a short read transaction
+    of its own: a large file is never held in memory whole, and a slow consumer never
+    pins the connection to an old snapshot (which would make every other query on it
+    stale). Should the media be evicted or replaced between two chunks, the iteration
+    ends with :class:`MediaNotFound` instead of mixing two files.
 
     Args:
         conn: a read connection.
@@ -302,15 +316,30 @@ def media_chunks(
     """
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
-    rowid, _, _ = _stored_row(conn, coordinate, thumbnail, url)
-    column = "thumbnail" if thumbnail else "content"
-    blob = conn.blob_open("main", "exercise_media", column, rowid, False)
-    return _read_blob(blob, chunk_size)
+    value = _stored_value(conn, coordinate, thumbnail, url)
+    return _chunks(conn, value, chunk_size, coordinate)
 
 
-def _read_blob(blob: apsw.Blob, chunk_size: int) -> Iterator[bytes]:
-    try:
-        while chunk := blob.read(chunk_size):
-            yield chunk
-    finally:
-        blob.close()
+def _chunks(
+    conn: apsw.Connection, value: _StoredValue, chunk_size: int, coordinate: str
+) -> Iterator[bytes]:
+    for offset in range(0, value.size, chunk_size):
+        with conn:  # the version check and the read see one snapshot
+            row = conn.execute(
+                "SELECT content_size, thumbnail_size, fetched_at, settled_for, state"
+                " FROM exercise_media WHERE rowid = ?",
+                (value.rowid,),
+            ).fetchone()
+            current = None
+            if row is not None and row[4] == STORED:
+                length = row[0] if value.column == "content" else row[1]
+                current = (length, row[2], row[3])
+            if current != value.version:
+                raise MediaNotFound(f"media of {coordinate} changed while it was being read")
+            blob = conn.blob_open("main", "exercise_media", value.column, value.rowid, False)
+            try:
+                blob.seek(offset)
+                chunk = blob.read(chunk_size)
+            finally:
+                blob.close()
+        yield chunk

@@ -236,3 +236,25 @@ def test_version_one_database_is_migrated(tmp_path: Path) -> None:
         (entry,) = media.entries(store.reader())
         assert (entry["state"], entry["content_size"], entry["thumbnail_size"]) == ("pending", 0, 0)
         assert media.due(store.reader(), 0, 5)[0].url == "u"
+
+
+def test_media_replaced_between_chunks_ends_the_stream(store: Store, pipeline: Pipeline) -> None:
+    coord = exercise_with_media(pipeline, ALICE, "squat", "https://m.example/a.png")
+    store_download(store, only_job(store))
+    chunks = media.media_chunks(store.reader(), coord, chunk_size=4096)
+    assert len(next(chunks)) == 4096
+    write(store, lambda conn: media.evict_to_budget(conn, 0, OWN))
+    with pytest.raises(MediaNotFound, match="changed while it was being read"):
+        next(chunks)
+
+
+def test_a_paused_stream_does_not_pin_the_reader_to_old_data(store: Store,
+                                                             pipeline: Pipeline) -> None:
+    coord = exercise_with_media(pipeline, ALICE, "squat", "https://m.example/a.png")
+    store_download(store, only_job(store))
+    reader = store.reader()
+    chunks = media.media_chunks(reader, coord, chunk_size=4096)
+    next(chunks)
+    later = exercise_with_media(pipeline, BOB, "row", "https://m.example/row.png")
+    assert [e["exercise"] for e in media.entries(reader, later)] == [later]
+    assert b"".join(chunks) == BODY[4096:]
