@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from powrd.control.rpc import NOT_FOUND, NOT_READY, PUBLISH_FAILED, InvalidParams, MethodError
-from powrd.identity import IdentityError, parse_public_key
+from powrd.identity import parse_public_key
 from powrd.library.service import records_with_sets, resolve_template
 from powrd.store import library_queries
 from powrd.sync.publisher import PublishError
@@ -79,7 +79,7 @@ def build_methods(daemon: Daemon) -> dict[str, Handler]:
             return None
         try:
             return parse_public_key(author)
-        except IdentityError as error:
+        except ValueError as error:  # parse_public_key raises ValueError, not IdentityError
             raise InvalidParams(f"author: {error}") from None
 
     async def library_exercises(params: dict[str, Any]) -> Any:
