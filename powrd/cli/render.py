@@ -1,0 +1,288 @@
+"""Plain-text rendering of control-socket results, for ``powrd ctl`` and ``powrd demo``.
+
+Every function takes a method's JSON result (or part of it) and returns text without a
+trailing newline. Absent values are shown as ``-``; times are UTC.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+MAX_CELL = 60
+# Units worth printing after a value; "count", "0-10" or "warmup|normal|…" say nothing.
+_SHOWN_UNIT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz/")
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """Left-aligned columns separated by two spaces; ``None`` and empty cells become ``-``."""
+    cells = [[_cell(value) for value in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for index, text in enumerate(row):
+            widths[index] = max(widths[index], len(text))
+    lines = [headers, *cells]
+    return "\n".join(
+        "  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def _cell(value: object) -> str:
+    if value is None or value == "":
+        return "-"
+    return " ".join(str(value).split())
+
+
+def clip(value: object) -> str | None:
+    """Free text (errors, notes) cut to one short line; ids and coordinates are never cut."""
+    if value is None:
+        return None
+    text = " ".join(str(value).split())
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def timestamp(seconds: float | None) -> str:
+    """``2023-11-14 22:13:20Z`` for unix seconds; ``-`` for None."""
+    if seconds is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(seconds))
+
+
+def duration(seconds: float | None) -> str:
+    """``1h 2m 3s`` style; ``-`` for None."""
+    if seconds is None:
+        return "-"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{whole}s"
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    days, hours = divmod(hours, 24)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
+    shown = [f"{n}{unit}" for n, unit in parts if n]
+    return " ".join(shown[:3])
+
+
+def parameters(laid_out: Sequence[Mapping[str, Any]]) -> str:
+    """A set's parameters: ``weight=100 kg reps=5 rpe=? …`` (``?`` = to be filled in)."""
+    shown: list[str] = []
+    for param in laid_out:
+        name, unit, value = param.get("name"), param.get("unit"), param.get("value")
+        if name is None:
+            shown.append(str(value) if value is not None else "?")
+            continue
+        text = f"{name}={'?' if value is None else value}"
+        if value is not None and unit and set(unit) <= _SHOWN_UNIT_CHARS and unit != "count":
+            text += f" {unit}"
+        shown.append(text)
+    return " ".join(shown) if shown else "-"
+
+
+# -- status and relays ---------------------------------------------------------------
+
+
+def status(result: Mapping[str, Any]) -> str:
+    """The ``status`` result: header, health, one row per relay, counts."""
+    lines = [
+        f"powrd {result.get('version', '?')}  {result.get('state', '?')}"
+        f"  up {duration(result.get('uptime_s'))}"
+    ]
+    problems = list(result.get("health") or [])
+    if problems:
+        lines.append(f"health: {len(problems)} problem{'s' if len(problems) != 1 else ''}")
+        lines.extend(f"  - {problem}" for problem in problems)
+    else:
+        lines.append("health: ok")
+    lines.append("")
+    relay_rows = [
+        (r.get("url"), r.get("state"), r.get("events_received"), r.get("events_rejected"),
+         clip(r.get("last_error")), _retry(r.get("next_retry_s")))
+        for r in result.get("relays") or []
+    ]
+    if relay_rows:
+        headers = ("RELAY", "STATE", "RECEIVED", "REJECTED", "LAST ERROR", "NEXT RETRY")
+        lines.append(table(headers, relay_rows))
+    else:
+        lines.append("no relays")
+    lines.append("")
+    lines.append(counts(result.get("counts") or {}))
+    return "\n".join(lines)
+
+
+def _retry(seconds: float | None) -> str | None:
+    return None if seconds is None else f"in {duration(seconds)}"
+
+
+def counts(figures: Mapping[str, Any]) -> str:
+    """The ``counts`` part of ``status`` as a few labelled lines."""
+    by_kind = figures.get("by_kind") or {}
+    kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(by_kind.items(), key=_kind_order))
+    return "\n".join([
+        f"events     {figures.get('events', 0)}" + (f"  ({kinds})" if kinds else ""),
+        f"library    {figures.get('exercises', 0)} exercises, {figures.get('templates', 0)}"
+        f" templates ({figures.get('incomplete_templates', 0)} incomplete),"
+        f" {figures.get('records', 0)} records",
+        f"queues     fetch {figures.get('fetch_pending', 0)} pending,"
+        f" outbox {figures.get('outbox_pending', 0)} pending",
+        f"rejected   {figures.get('rejected', 0)}",
+    ])
+
+
+def _kind_order(item: tuple[str, Any]) -> tuple[int, str]:
+    kind = item[0]
+    return (int(kind), kind) if kind.isdigit() else (1 << 30, kind)
+
+
+def relays(entries: Sequence[Mapping[str, Any]]) -> str:
+    """The ``relays.list`` entries, one row each."""
+    if not entries:
+        return "no relays"
+    rows = [
+        (r.get("url"), _read_write(r), r.get("state"), r.get("connects"), r.get("events_received"),
+         r.get("events_stored"), r.get("events_rejected"),
+         "done" if r.get("backfill_complete") else "no", clip(r.get("last_error")),
+         _retry(r.get("next_retry_s")))
+        for r in entries
+    ]
+    headers = ("RELAY", "MODE", "STATE", "CONNECTS", "RECEIVED", "STORED", "REJECTED",
+               "BACKFILL", "LAST ERROR", "NEXT RETRY")
+    return table(headers, rows)
+
+
+def _read_write(relay: Mapping[str, Any]) -> str:
+    return ("r" if relay.get("read") else "-") + ("w" if relay.get("write") else "-")
+
+
+# -- library -------------------------------------------------------------------------
+
+
+def template(resolved: Mapping[str, Any]) -> str:
+    """A ``library.template`` result: summary, missing coordinates, one row per exercise."""
+    exercises = list(resolved.get("exercises") or [])
+    missing = list(resolved.get("missing") or [])
+    lines = [
+        f"{resolved.get('title') or '(untitled)'}  [{resolved.get('type') or '-'}]",
+        f"coordinate  {resolved.get('coordinate')}",
+    ]
+    if resolved.get("complete"):
+        lines.append(f"status      complete: all {len(exercises)} exercise references resolved")
+    else:
+        lines.append(f"status      incomplete: {len(missing)} referenced exercise"
+                     f"{'s' if len(missing) != 1 else ''} not stored yet")
+        lines.extend(f"missing     {coordinate}" for coordinate in missing)
+    shape = [
+        f"{label} {resolved[key]}" for key, label in (
+            ("rounds", "rounds"), ("duration", "duration s"), ("interval", "interval s"),
+            ("rest_between_rounds", "rest between rounds s"))
+        if resolved.get(key) is not None
+    ]
+    if shape:
+        lines.append("shape       " + ", ".join(shape))
+    if resolved.get("content"):
+        lines.append(f"notes       {' '.join(str(resolved['content']).split())}")
+    lines.append("")
+    rows = []
+    for index, ref in enumerate(exercises, start=1):
+        exercise = ref.get("exercise")
+        title = exercise.get("title") if exercise else "(missing)"
+        equipment = exercise.get("equipment") if exercise else None
+        rows.append((index, title, equipment, parameters(ref.get("parameters") or []),
+                     ref.get("coordinate")))
+    lines.append(table(("#", "EXERCISE", "EQUIPMENT", "PARAMETERS", "COORDINATE"), rows))
+    return "\n".join(lines)
+
+
+def exercises(entries: Sequence[Mapping[str, Any]]) -> str:
+    """``library.exercises`` results, one row each."""
+    if not entries:
+        return "no exercises"
+    rows = [
+        (e.get("title"), e.get("equipment"), e.get("difficulty"),
+         " ".join(_formats(e)), ",".join(e.get("hashtags") or []), e.get("coordinate"))
+        for e in entries
+    ]
+    return table(("TITLE", "EQUIPMENT", "DIFFICULTY", "FORMAT", "TAGS", "COORDINATE"), rows)
+
+
+def _formats(exercise: Mapping[str, Any]) -> list[str]:
+    names = list(exercise.get("format") or [])
+    units = list(exercise.get("format_units") or [])
+    return [f"{name}:{units[i]}" if i < len(units) else name for i, name in enumerate(names)]
+
+
+def records(entries: Sequence[Mapping[str, Any]]) -> str:
+    """``library.records`` results: a heading line per record, then its sets."""
+    if not entries:
+        return "no records"
+    blocks = []
+    for record in entries:
+        start, end = record.get("start"), record.get("end")
+        took = duration(end - start) if isinstance(start, int) and isinstance(end, int) else "-"
+        completed = {True: "completed", False: "not completed", None: "-"}[record.get("completed")]
+        head = (f"{timestamp(start if start is not None else record.get('created_at'))}"
+                f"  {record.get('title') or '(untitled)'}  [{record.get('type') or '-'}]"
+                f"  {completed}  {took}")
+        lines = [head, f"  event     {record.get('event_id')}"]
+        if record.get("template"):
+            lines.append(f"  template  {record['template']}")
+        rows = [
+            (number, s.get("exercise_title") or "(missing)", parameters(s.get("parameters") or []))
+            for number, s in enumerate(record.get("sets") or [], start=1)
+        ]
+        if rows:
+            lines.append(_indent(table(("SET", "EXERCISE", "PARAMETERS"), rows)))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+# -- queues and events ---------------------------------------------------------------
+
+
+def fetch_queue(entries: Sequence[Mapping[str, Any]]) -> str:
+    """``fetch.list`` entries: the coordinates powrd is looking for."""
+    if not entries:
+        return "fetch queue empty"
+    rows = [
+        (e.get("coordinate"), e.get("state"), e.get("attempts"), e.get("dependents"),
+         timestamp(e.get("next_attempt")), clip(e.get("last_error")))
+        for e in entries
+    ]
+    headers = ("COORDINATE", "STATE", "ATTEMPTS", "NEEDED BY", "NEXT ATTEMPT", "LAST ERROR")
+    return table(headers, rows)
+
+
+def outbox(entries: Sequence[Mapping[str, Any]]) -> str:
+    """``outbox.list`` entries with each relay's delivery state."""
+    if not entries:
+        return "outbox empty"
+    rows = [
+        (e.get("event_id"), e.get("kind"), timestamp(e.get("queued_at")),
+         "yes" if e.get("done") else "no",
+         ", ".join(f"{d.get('relay')} {d.get('state')}" for d in e.get("deliveries") or []))
+        for e in entries
+    ]
+    return table(("EVENT", "KIND", "QUEUED", "DONE", "DELIVERIES"), rows)
+
+
+def events(found: Sequence[Mapping[str, Any]]) -> str:
+    """``events.query`` results, newest first as served."""
+    if not found:
+        return "no events"
+    rows = [
+        (timestamp(e.get("created_at")), e.get("kind"), e.get("id"),
+         str(e.get("pubkey", ""))[:16], _summary(e))
+        for e in found
+    ]
+    return table(("CREATED", "KIND", "ID", "AUTHOR", "SUMMARY"), rows)
+
+
+def _summary(event: Mapping[str, Any]) -> str:
+    tags = event.get("tags") or []
+    title = next((t[1] for t in tags if len(t) > 1 and t[0] == "title"), None)
+    return clip(title if title else event.get("content")) or ""
