@@ -6,13 +6,23 @@ raises :class:`InvalidParams` with a message naming the parameter.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import base64
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from powrd.control.rpc import NOT_FOUND, NOT_READY, PUBLISH_FAILED, InvalidParams, MethodError
+from powrd.control.rpc import (
+    NOT_FOUND,
+    NOT_READY,
+    PUBLISH_FAILED,
+    InvalidParams,
+    MethodError,
+    Stream,
+)
 from powrd.identity import parse_public_key
-from powrd.library.service import records_with_sets, resolve_template
+from powrd.library.cache import cached_template, priority_for
+from powrd.library.service import records_with_sets
 from powrd.store import library_queries
+from powrd.sync.media import MediaNotFound, media_chunks
 from powrd.sync.publisher import PublishError
 from powrd.protocol.event import loads
 from powrd.protocol.filters import FilterError, parse_filter
@@ -100,7 +110,7 @@ def build_methods(daemon: Daemon) -> dict[str, Handler]:
         coordinate = _optional(params, "coordinate", str)
         if not coordinate:
             raise InvalidParams("coordinate: required, e.g. 33402:<pubkey hex>:<d>")
-        found = resolve_template(reader(), coordinate)
+        found = cached_template(daemon.cache, reader(), coordinate, daemon.own_pubkeys())
         if found is None:
             raise MethodError(NOT_FOUND, f"no current template {coordinate}")
         return found
@@ -130,8 +140,32 @@ def build_methods(daemon: Daemon) -> dict[str, Handler]:
             raise MethodError(PUBLISH_FAILED, str(error)) from None
         return {"id": event_id}
 
+    async def media_get(params: dict[str, Any]) -> Any:
+        _only(params, "exercise", "thumbnail", "url")
+        exercise = _optional(params, "exercise", str)
+        if not exercise:
+            raise InvalidParams("exercise: required, e.g. 33401:<pubkey hex>:<d>")
+        try:
+            chunks = media_chunks(
+                reader(), exercise, bool(_optional(params, "thumbnail", bool)), 48 * 1024,
+                url=_optional(params, "url", str),
+            )
+        except MediaNotFound as error:
+            if daemon.media is not None:
+                await daemon.media.request(exercise)  # evicted or failed: fetch it again
+            raise MethodError(NOT_FOUND, str(error)) from None
+        author = exercise.split(":", 2)[1] if exercise.count(":") >= 2 else None
+        daemon.cache.touch(exercise, priority_for(author, daemon.own_pubkeys()))
+
+        async def encoded() -> AsyncIterator[str]:
+            for chunk in chunks:
+                yield base64.b64encode(chunk).decode()
+
+        return Stream(encoded())
+
     return {
         "status": status,
+        "media.get": media_get,
         "library.exercises": library_exercises,
         "library.template": library_template,
         "library.records": library_records,

@@ -24,6 +24,7 @@ from powrd import __version__
 from powrd.config import Config, ConfigError, load_config
 from powrd.control.server import AlreadyRunning, ControlServer
 from powrd.identity import IdentityError, load_secret_key
+from powrd.library.cache import QueryCache, run_access_flusher
 from powrd.protocol.validate import Policy
 from powrd.service.notify import Notifier, watchdog_interval, watchdog_loop
 from powrd.store import ingest as store_ingest
@@ -36,6 +37,7 @@ from powrd.sync.plan import plan
 from powrd.store import fetchqueue, outbox
 from powrd.sync.publisher import Publisher, PublisherSettings, RelayDelivery
 from powrd.sync.relay import RelayWorker, SyncSettings
+from powrd.sync.media import MediaFetcher, MediaSettings
 from powrd.sync.resolver import Resolver, ResolverSettings
 
 log = structlog.get_logger("powrd.service")
@@ -58,6 +60,16 @@ def resolver_settings(config: Config) -> ResolverSettings:
         not_found_retry_seconds=r.not_found_retry_seconds,
         fetch_timeout_seconds=r.fetch_timeout_seconds,
         max_frame_bytes=config.sync.max_frame_bytes,
+    )
+
+
+def media_settings(config: Config) -> MediaSettings:
+    m = config.media
+    return MediaSettings(
+        enabled=m.enabled, max_bytes=m.max_bytes, budget_bytes=m.budget_bytes,
+        thumbnail_max_px=m.thumbnail_max_px, retry_min_seconds=m.retry_min_seconds,
+        retry_max_seconds=m.retry_max_seconds, timeout_seconds=m.timeout_seconds,
+        allowed_types=m.allowed_types,
     )
 
 
@@ -93,6 +105,8 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self.resolver: Resolver | None = None
         self.publisher: Publisher | None = None
+        self.cache = QueryCache(config.cache.max_entries, config.cache.max_bytes)
+        self.media: MediaFetcher | None = None
         self.workers: dict[str, tuple[RelayWorker, asyncio.Task[None]]] = {}
         self.control: ControlServer | None = None
         self.notifier = Notifier.from_environ(self.environ)
@@ -119,6 +133,9 @@ class Daemon:
             rejected_log_max=self.config.store.rejected_log_max,
             on_commit=self._on_commit,
         )
+        self.commit_listeners.append(lambda batch: self.cache.invalidate(batch.changed))
+        self.media = MediaFetcher(self.store, media_settings(self.config), self.own_pubkeys)
+        self.commit_listeners.append(self.media.on_commit)
         await self.store.writer.run(outbox.release_sent)
         await self.store.writer.run(fetchqueue.release_in_flight)
         self.publisher = Publisher(
@@ -155,6 +172,9 @@ class Daemon:
         self._spawn(self._sweep_expired(), "expiry")
         if self.resolver is not None:
             self._spawn(self.resolver.run(), "resolver")
+        self._spawn(run_access_flusher(self.cache, self.store.writer), "cache metadata")
+        if self.config.media.enabled:
+            self._spawn(self.media.run(), "media")
         self._spawn(self._report_status(), "status")
         log.info("powrd running", version=__version__, relays=len(self.workers),
                  store=str(self.config.store.path), socket=str(self.config.control.socket))
@@ -281,6 +301,7 @@ class Daemon:
             now = int(time.time())
             removed = await writer.run(lambda conn: store_ingest.expire(conn, now))
             if removed:
+                self.cache.clear()
                 log.info("expired events removed", count=removed)
             await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
 
@@ -290,6 +311,13 @@ class Daemon:
             self.notifier.status(self.status_line())
 
     # -- inspection --------------------------------------------------------------
+
+    def own_pubkeys(self) -> frozenset[str]:
+        """The user's own authors: their content ranks highest in the cache and media budget."""
+        own = set(self.config.sync.authors)
+        if self.keys is not None:
+            own.add(self.keys.public_key().to_hex())
+        return frozenset(own)
 
     def health(self) -> list[str]:
         problems: list[str] = []
@@ -319,6 +347,8 @@ class Daemon:
             "health": self.health(),
             "relays": [w.status.as_dict() for w, _ in self.workers.values()],
             "counts": queries.counts(self.store.reader()),
+            "cache": self.cache.stats().as_dict(),
+            "media": self.media.status() if self.media is not None else {"enabled": False},
         }
 
 
