@@ -108,6 +108,15 @@ def status(result: Mapping[str, Any]) -> str:
         lines.append("no relays")
     lines.append("")
     lines.append(counts(result.get("counts") or {}))
+    cache, media = result.get("cache"), result.get("media")
+    if isinstance(cache, Mapping):
+        lines.append(f"cache      {cache.get('entries', 0)} entries, {cache.get('hits', 0)} hits,"
+                     f" {cache.get('misses', 0)} misses")
+    if isinstance(media, Mapping):
+        state = "on" if media.get("enabled") else "off"
+        lines.append(f"media      {state}, {media.get('downloads', 0)} downloads,"
+                     f" {media.get('failures', 0)} failures,"
+                     f" {media.get('stored_bytes', 0)} bytes stored")
     return "\n".join(lines)
 
 
