@@ -328,7 +328,8 @@ class Daemon:
         for worker, _ in self.workers.values():
             status = worker.status
             if status.state.value != "connected":
-                problems.append(f"relay {status.url} is {status.state.value}: {status.last_error}")
+                reason = f": {status.last_error}" if status.last_error else ""
+                problems.append(f"relay {status.url} is {status.state.value}{reason}")
         if self.store is not None and self.store.writer.stats.last_error:
             problems.append(f"store: {self.store.writer.stats.last_error}")
         return problems
