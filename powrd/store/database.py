@@ -25,25 +25,65 @@ def _configure(conn: apsw.Connection, *, readonly: bool) -> None:
 
 
 def open_writer_connection(path: Path) -> apsw.Connection:
-    """Open (creating if needed) and migrate the database; the one read-write connection."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Open (creating if needed) and migrate the database; the one read-write connection.
+
+    An existing file is checked before anything is written to it: a read-only or
+    damaged database is refused with a :class:`StoreError` and left exactly as found.
+
+    Raises:
+        StoreError: the file cannot be used; the message is one line naming it.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreError(f"{path.parent}: cannot create the directory: {error.strerror}") from None
+    conn: apsw.Connection | None = None
     try:
         conn = apsw.Connection(str(path))
+        _check_usable(conn, path)
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
         if mode != "wal":
             raise StoreError(f"{path}: cannot switch to WAL journal mode (got {mode})")
         _configure(conn, readonly=False)
         migrate(conn)
-        conn.execute("PRAGMA quick_check(1)")
-    except apsw.ReadOnlyError:
-        raise StoreError(f"{path}: database is read-only; make it writable by the daemon's user") from None
-    except apsw.NotADBError:
-        raise StoreError(f"{path}: not an SQLite database (or corrupt); move it aside") from None
-    except apsw.CorruptError:
-        raise StoreError(f"{path}: database is corrupt; restore a backup or move it aside") from None
-    except apsw.CantOpenError:
-        raise StoreError(f"{path}: cannot open; check the directory exists and is writable") from None
+    except BaseException as error:
+        if conn is not None:
+            conn.close()
+        if isinstance(error, apsw.Error):
+            raise _explain(path, error) from None
+        raise
     return conn
+
+
+def _check_usable(conn: apsw.Connection, path: Path) -> None:
+    """Refuse a database we could not write or that is damaged, before writing to it."""
+    # SQLite quietly falls back to read-only when it cannot open the file for writing;
+    # a daemon that cannot commit must say so at start-up, not at its first event.
+    if conn.readonly("main"):
+        raise StoreError(f"{path}: database is read-only; make it writable by the daemon's user")
+    problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
+    if problems != ["ok"]:
+        first = str(problems[0]).replace("\n", " ")[:200]
+        raise StoreError(
+            f"{path}: database is corrupt ({first}); restore a backup or move it aside"
+        )
+
+
+def _explain(path: Path, error: apsw.Error) -> StoreError:
+    """One line saying what is wrong with the database file and what to do."""
+    if isinstance(error, apsw.ReadOnlyError):
+        return StoreError(f"{path}: database is read-only; make it writable by the daemon's user")
+    if isinstance(error, apsw.NotADBError):
+        return StoreError(f"{path}: not an SQLite database (or corrupt); move it aside")
+    if isinstance(error, apsw.CorruptError):
+        return StoreError(f"{path}: database is corrupt; restore a backup or move it aside")
+    if isinstance(error, apsw.CantOpenError):
+        return StoreError(f"{path}: cannot open; check the directory exists and is writable")
+    if isinstance(error, apsw.FullError):
+        return StoreError(f"{path}: the disk is full; free some space and start again")
+    if isinstance(error, apsw.BusyError):
+        return StoreError(f"{path}: the database is locked by another program; stop it first")
+    return StoreError(f"{path}: cannot use the database: {error}")
 
 
 def open_reader_connection(path: Path) -> apsw.Connection:
@@ -54,7 +94,8 @@ def open_reader_connection(path: Path) -> apsw.Connection:
 
 def migrate(conn: apsw.Connection) -> int:
     """Apply every migration newer than the database; returns the resulting version."""
-    version = int(conn.execute("PRAGMA user_version").fetchall()[0][0])
+    version = conn.execute("PRAGMA user_version").fetchall()[0][0]
+    assert isinstance(version, int)
     if version > LATEST_VERSION:
         raise StoreError(
             f"database schema version {version} is newer than this powrd ({LATEST_VERSION});"
@@ -75,8 +116,14 @@ class WriterLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        """Take the lock or raise :class:`StoreError` (held elsewhere, or no lock file)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            raise StoreError(
+                f"{self.path}: cannot create the lock file: {error.strerror}"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -5,6 +5,14 @@ writer thread takes whatever operations are queued, runs them in one transaction
 inside its own savepoint, so one failing operation does not undo the others) and
 commits once. Callers await the result; a result is only delivered after COMMIT, so
 "acknowledged" always means "durable".
+
+A full disk (SQLite's ``SQLITE_FULL``: no space left, or the database's page limit)
+does not fail anyone: the whole batch is rolled back and kept, the problem is shown in
+:attr:`WriterStats.last_error` (the daemon's ``health``), and the same batch runs
+again with backoff until it commits. Its callers simply wait, which is the
+back-pressure that pauses ingest at the relays. Only at shutdown is a batch that still
+cannot be written given up; its callers get the error, and since none of them had
+been answered, nothing acknowledged is lost.
 """
 
 from __future__ import annotations
@@ -13,16 +21,22 @@ import asyncio
 import concurrent.futures
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import apsw
+import structlog
+
+log = structlog.get_logger("powrd.store.writer")
 
 T = TypeVar("T")
 Operation = Callable[[apsw.Connection], T]
 
 _STOP = object()
+FULL_RETRY_MIN_SECONDS = 0.05
+FULL_RETRY_MAX_SECONDS = 1.0
 
 
 @dataclass(slots=True)
@@ -31,12 +45,30 @@ class _Job:
     future: concurrent.futures.Future[Any]
 
 
+_Outcome = tuple[_Job, Any, BaseException | None]
+
+
 @dataclass(slots=True)
 class WriterStats:
+    """What the writer has done, and what currently stops it (``last_error``).
+
+    Attributes:
+        transactions: committed transactions.
+        operations: committed operations.
+        failed_commits: transactions whose COMMIT failed (their callers got the error).
+        last_error: the current problem, None once a transaction commits again.
+        full_since: unix time the disk (or page limit) became full; None when not full.
+        full_retries: retries of batches held back by a full disk, ever.
+        full_episodes: how many times the disk became full, ever.
+    """
+
     transactions: int = 0
     operations: int = 0
     failed_commits: int = 0
     last_error: str | None = None
+    full_since: float | None = None
+    full_retries: int = 0
+    full_episodes: int = 0
 
 
 class Writer:
@@ -47,34 +79,65 @@ class Writer:
         max_batch: the most operations committed in one transaction.
         max_queue: operations waiting at most; ``submit`` blocks beyond that, and
             ``run`` waits (back-pressure rather than unbounded memory).
+        full_retry_min_seconds: first wait before retrying a batch refused for lack
+            of space; doubled on each retry up to ``full_retry_max_seconds``.
+        full_retry_max_seconds: the longest wait between retries, so writing resumes
+            at most this long after space returns.
     """
 
-    def __init__(self, conn: apsw.Connection, *, max_batch: int = 256, max_queue: int = 1024) -> None:
+    def __init__(
+        self,
+        conn: apsw.Connection,
+        *,
+        max_batch: int = 256,
+        max_queue: int = 1024,
+        full_retry_min_seconds: float = FULL_RETRY_MIN_SECONDS,
+        full_retry_max_seconds: float = FULL_RETRY_MAX_SECONDS,
+    ) -> None:
         self.conn = conn
         self.max_batch = max_batch
+        self.full_retry_min_seconds = full_retry_min_seconds
+        self.full_retry_max_seconds = full_retry_max_seconds
         self.stats = WriterStats()
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._loop, name="powrd-writer", daemon=True)
         self._started = False
+        # Set once stop() begins: no new operations, and a full disk is not waited out.
+        self._closing = threading.Event()
+        self._submitting = threading.Lock()
+
+    @property
+    def full(self) -> bool:
+        """True while writes are held back because the disk (or page limit) is full."""
+        return self.stats.full_since is not None
 
     def start(self) -> None:
         self._started = True
         self._thread.start()
 
     def stop(self) -> None:
-        """Finish every queued operation, then stop the thread and close the connection."""
+        """Finish every queued operation, then stop the thread and close the connection.
+
+        A batch that a full disk still holds back is given up at once (its callers get
+        the error) instead of keeping shutdown waiting for space.
+        """
         if self._started:
-            self._queue.put(_STOP)
+            # Set before taking the lock: a submitter blocked on a full queue holds it,
+            # and the writer must stop waiting for space to make room for it.
+            self._closing.set()
+            with self._submitting:
+                self._queue.put(_STOP)
             self._thread.join()
             self._started = False
         self.conn.close()
 
     def submit(self, operation: Operation[T]) -> concurrent.futures.Future[T]:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        if not self._started:
-            future.set_exception(RuntimeError("store writer is not running"))
-            return future
-        self._queue.put(_Job(operation, future))
+        with self._submitting:
+            if not self._started or self._closing.is_set():
+                future.set_exception(RuntimeError("store writer is not running"))
+                return future
+            self._queue.put(_Job(operation, future))
         return future
 
     async def run(self, operation: Operation[T]) -> T:
@@ -88,73 +151,129 @@ class Writer:
         """Blocking form of :meth:`run`, for threads other than the event loop's."""
         return self.submit(operation).result()
 
-    def _loop(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            jobs: list[_Job] = [first]
-            while len(jobs) < self.max_batch:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is _STOP:
-                    stopping = True
-                    break
-                jobs.append(job)
-            try:
-                self._run_batch(jobs)
-            except Exception as error:  # the writer thread must outlive any one batch
-                self.stats.last_error = f"writer: {error}"
-                for job in jobs:
-                    if not job.future.done():
-                        _deliver(job.future, None, error)
+    # -- the writer thread -------------------------------------------------------
 
-    def _run_batch(self, jobs: list[_Job]) -> None:
+    def _loop(self) -> None:
+        while True:
+            jobs, stop_after = self._take_batch()
+            if jobs:
+                self._commit(jobs)
+            if stop_after:
+                return
+
+    def _take_batch(self) -> tuple[list[_Job], bool]:
+        """The next operations to commit together, and whether the writer stops after them."""
+        first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        jobs: list[_Job] = [first]
+        while len(jobs) < self.max_batch:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is _STOP:
+                return jobs, True
+            jobs.append(job)
+        return jobs, False
+
+    def _commit(self, jobs: list[_Job]) -> None:
         # A job whose caller stopped waiting (cancelled at shutdown) still runs: the open
         # batch is finished, only its result has nobody to go to.
         for job in jobs:
             job.future.set_running_or_notify_cancel()
-        conn = self.conn
-        results: list[tuple[_Job, Any, BaseException | None]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except apsw.Error as error:
-            for job in jobs:
-                _deliver(job.future, None, error)
-            self.stats.last_error = str(error)
+        retries = 0
+        while True:
+            try:
+                outcomes = self._attempt(jobs)
+            except apsw.FullError as error:
+                self._rollback()
+                if self._closing.is_set():
+                    self._fail(jobs, error)
+                    return
+                self._note_full(error, len(jobs), retries)
+                delay = min(self.full_retry_max_seconds, self.full_retry_min_seconds * 2.0 ** min(retries, 32))
+                # stop() sets the event, so shutdown never waits out a full disk.
+                self._closing.wait(delay)
+                retries += 1
+                continue
+            except Exception as error:  # the writer thread must outlive any one batch
+                self._rollback()
+                self.stats.last_error = f"writer: {error}"
+                self._fail(jobs, error)
+                return
+            self._committed(jobs, outcomes)
             return
+
+    def _attempt(self, jobs: list[_Job]) -> list[_Outcome]:
+        """Run the batch in one transaction; raises if the batch as a whole failed."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        outcomes: list[_Outcome] = []
         for job in jobs:
             conn.execute("SAVEPOINT op")
             try:
                 value = job.operation(conn)
+            except apsw.FullError:
+                raise  # not this operation's fault: the whole batch waits for space
             except BaseException as error:  # delivered to the caller, never lost
+                if conn.getautocommit():
+                    # SQLite already rolled the whole transaction back (I/O error,
+                    # corruption): no operation of this batch can be committed.
+                    raise
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
-                results.append((job, None, error))
+                outcomes.append((job, None, error))
             else:
                 conn.execute("RELEASE op")
-                results.append((job, value, None))
+                outcomes.append((job, value, None))
         try:
             conn.execute("COMMIT")
-        except apsw.Error as error:
+        except apsw.Error:
             self.stats.failed_commits += 1
-            self.stats.last_error = str(error)
-            if not conn.getautocommit():
-                conn.execute("ROLLBACK")
-            for job in jobs:
-                _deliver(job.future, None, error)
-            return
-        self.stats.transactions += 1
-        self.stats.operations += len(jobs)
-        self.stats.last_error = None
-        for job, value, failure in results:
+            raise
+        return outcomes
+
+    def _rollback(self) -> None:
+        if not self.conn.getautocommit():
+            self.conn.execute("ROLLBACK")
+
+    def _note_full(self, error: apsw.Error, waiting: int, retries: int) -> None:
+        stats = self.stats
+        if retries:
+            stats.full_retries += 1
+        if stats.full_since is None:
+            stats.full_since = time.time()
+            stats.full_episodes += 1
+            log.warning("store full: writes paused until space returns", reason=str(error),
+                        operations=waiting)
+        stats.last_error = (
+            f"disk full ({error}): writing paused since "
+            f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(stats.full_since))}, "
+            f"{waiting + self._queue.qsize()} operations waiting and retried; free space to resume"
+        )
+
+    def _committed(self, jobs: list[_Job], outcomes: list[_Outcome]) -> None:
+        stats = self.stats
+        stats.transactions += 1
+        stats.operations += len(jobs)
+        if stats.full_since is not None:
+            log.info("store writable again: writes resumed",
+                     paused_s=round(time.time() - stats.full_since, 3))
+            stats.full_since = None
+        stats.last_error = None
+        for job, value, failure in outcomes:
             _deliver(job.future, value, failure)
 
+    def _fail(self, jobs: list[_Job], error: BaseException) -> None:
+        for job in jobs:
+            if not job.future.done():
+                _deliver(job.future, None, error)
 
-def _deliver(future: concurrent.futures.Future[Any], value: Any, failure: BaseException | None) -> None:
+
+def _deliver(
+    future: concurrent.futures.Future[Any], value: Any, failure: BaseException | None
+) -> None:
     if future.cancelled():
         return
     if failure is not None:
@@ -166,4 +285,5 @@ def _deliver(future: concurrent.futures.Future[Any], value: Any, failure: BaseEx
 def run_inline(conn: apsw.Connection, operation: Operation[T]) -> T:
     """Run one operation in its own transaction on the caller's thread (CLI tools)."""
     with conn:
-        return operation(conn)
+        result = operation(conn)
+    return result
