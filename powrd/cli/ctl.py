@@ -101,7 +101,7 @@ def main(argv: Sequence[str], config_path: str | None = None) -> int:
 
 
 def _with_call(argv: list[str]) -> list[str]:
-    """Insert ``call`` before a first positional that is a method name, not a subcommand."""
+    """Put ``call`` in front of a first positional that is a method name, not a subcommand."""
     index = 0
     while index < len(argv):
         word = argv[index]
