@@ -85,8 +85,8 @@ def template(conn: apsw.Connection, coordinate: str) -> dict[str, Any] | None:
     references = [
         {"position": position, "coordinate": ref, "relay_hint": hint, "params": loads(params)}
         for position, ref, hint, params in conn.execute(
-            "SELECT position, coordinate, relay_hint, params FROM template_exercises"
-            " WHERE template_seq = ? ORDER BY position",
+            "SELECT x.position, c.coordinate, x.relay_hint, x.params FROM template_exercises x"
+            " JOIN coordinates c ON c.id = x.coordinate_id WHERE x.template_seq = ? ORDER BY x.position",
             (seq,),
         )
     ]
@@ -134,8 +134,8 @@ def records(
         sets = [
             {"position": position, "coordinate": ref, "relay_hint": hint, "params": loads(params)}
             for position, ref, hint, params in conn.execute(
-                "SELECT position, coordinate, relay_hint, params FROM record_sets"
-                " WHERE record_seq = ? ORDER BY position",
+                "SELECT s.position, c.coordinate, s.relay_hint, s.params FROM record_sets s"
+                " JOIN coordinates c ON c.id = s.coordinate_id WHERE s.record_seq = ? ORDER BY s.position",
                 (seq,),
             )
         ]

@@ -8,6 +8,8 @@ arrives or disappears, its dependents are re-resolved in the same transaction.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import apsw
 
 from powrd.protocol.event import Event, dumps, loads
@@ -55,9 +57,28 @@ def _write_exercise(conn: apsw.Connection, seq: int, event: Event, row: Exercise
         )
 
 
-def _reference_rows(seq: int, refs: tuple[Reference, ...]) -> list[tuple[object, ...]]:
+def coordinate_ids(conn: apsw.Connection, refs: Iterable[Reference]) -> dict[str, int]:
+    """The interned id of each reference's coordinate (added when new)."""
+    ids: dict[str, int] = {}
+    for ref in refs:
+        if ref.coordinate in ids:
+            continue
+        row = conn.execute("SELECT id FROM coordinates WHERE coordinate = ?", (ref.coordinate,)).fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO coordinates (coordinate, kind, pubkey, d_tag) VALUES (?, ?, ?, ?)",
+                (ref.coordinate, ref.kind, ref.pubkey, ref.d),
+            )
+            ids[ref.coordinate] = conn.last_insert_rowid()
+        else:
+            ids[ref.coordinate] = int(row[0])
+    return ids
+
+
+def _reference_rows(conn: apsw.Connection, seq: int, refs: tuple[Reference, ...]) -> list[tuple[object, ...]]:
+    ids = coordinate_ids(conn, refs)
     return [
-        (seq, position, ref.coordinate, ref.relay_hint, dumps(list(ref.params)))
+        (seq, position, ids[ref.coordinate], ref.relay_hint, dumps(list(ref.params)))
         for position, ref in enumerate(refs)
     ]
 
@@ -74,9 +95,9 @@ def _write_template(conn: apsw.Connection, seq: int, event: Event, row: Template
         ),
     )
     conn.executemany(
-        "INSERT INTO template_exercises (template_seq, position, coordinate, relay_hint, params)"
+        "INSERT INTO template_exercises (template_seq, position, coordinate_id, relay_hint, params)"
         " VALUES (?, ?, ?, ?, ?)",
-        _reference_rows(seq, row.exercises),
+        _reference_rows(conn, seq, row.exercises),
     )
 
 
@@ -96,9 +117,9 @@ def _write_record(conn: apsw.Connection, seq: int, event: Event, row: RecordRow)
         ),
     )
     conn.executemany(
-        "INSERT INTO record_sets (record_seq, position, coordinate, relay_hint, params)"
+        "INSERT INTO record_sets (record_seq, position, coordinate_id, relay_hint, params)"
         " VALUES (?, ?, ?, ?, ?)",
-        _reference_rows(seq, row.sets),
+        _reference_rows(conn, seq, row.sets),
     )
 
 
@@ -124,13 +145,11 @@ def write(
     elif isinstance(row, RecordRow):
         _write_record(conn, seq, event, row)
     if processed.dependencies:
+        ids = coordinate_ids(conn, processed.dependencies)
         conn.executemany(
-            "INSERT OR IGNORE INTO dependencies (dependent_seq, coordinate, relay_hint, kind,"
-            " pubkey, d_tag) VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (seq, ref.coordinate, ref.relay_hint, ref.kind, ref.pubkey, ref.d)
-                for ref in processed.dependencies
-            ],
+            "INSERT OR IGNORE INTO dependency_refs (dependent_seq, coordinate_id, relay_hint)"
+            " VALUES (?, ?, ?)",
+            [(seq, ids[ref.coordinate], ref.relay_hint) for ref in processed.dependencies],
         )
         resolve(conn, seq, event.kind, missing)
     if row is not None:
@@ -144,7 +163,7 @@ def remove(conn: apsw.Connection, seq: int) -> None:
     ]
     for table in ("exercise_definitions", "templates", "workout_records"):
         conn.execute(f"DELETE FROM {table} WHERE event_seq = ?", (seq,))  # noqa: S608 - fixed names
-    conn.execute("DELETE FROM dependencies WHERE dependent_seq = ?", (seq,))
+    conn.execute("DELETE FROM dependency_refs WHERE dependent_seq = ?", (seq,))
     conn.execute("DELETE FROM incomplete_templates WHERE template_seq = ?", (seq,))
     conn.execute("DELETE FROM processing_warnings WHERE event_seq = ?", (seq,))
     for coordinate in coordinates:
@@ -179,9 +198,10 @@ def resolve(conn: apsw.Connection, seq: int, kind: int, missing_out: set[str]) -
     """Recompute whether a dependent event is complete; returns its missing coordinates."""
     missing: list[str] = []
     for coordinate, hint in conn.execute(
-        "SELECT d.coordinate, d.relay_hint FROM dependencies d WHERE d.dependent_seq = ?"
-        " AND NOT EXISTS (SELECT 1 FROM nostr_events e WHERE e.kind = d.kind"
-        " AND e.pubkey = d.pubkey AND e.d_tag = d.d_tag AND e.current = 1) ORDER BY d.coordinate",
+        "SELECT c.coordinate, r.relay_hint FROM dependency_refs r"
+        " JOIN coordinates c ON c.id = r.coordinate_id WHERE r.dependent_seq = ?"
+        " AND NOT EXISTS (SELECT 1 FROM nostr_events e WHERE e.kind = c.kind"
+        " AND e.pubkey = c.pubkey AND e.d_tag = c.d_tag AND e.current = 1) ORDER BY c.coordinate",
         (seq,),
     ).fetchall():
         missing.append(coordinate)

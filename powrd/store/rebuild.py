@@ -16,7 +16,7 @@ PROCESSED_TABLES = (
     "template_exercises",
     "workout_records",
     "record_sets",
-    "dependencies",
+    "dependency_refs",
     "incomplete_templates",
     "processing_warnings",
 )

@@ -105,12 +105,22 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX templates_author ON templates (pubkey, title);
 
+    -- Coordinates named by references, stored once: set rows and dependency rows carry
+    -- a small integer instead of a 110-character string (and so do their indexes).
+    CREATE TABLE coordinates (
+        id         INTEGER PRIMARY KEY,
+        coordinate TEXT    NOT NULL UNIQUE,
+        kind       INTEGER NOT NULL,
+        pubkey     TEXT    NOT NULL,
+        d_tag      TEXT    NOT NULL
+    );
+
     CREATE TABLE template_exercises (
-        template_seq INTEGER NOT NULL REFERENCES templates (event_seq) ON DELETE CASCADE,
-        position     INTEGER NOT NULL,
-        coordinate   TEXT    NOT NULL,
-        relay_hint   TEXT,
-        params       TEXT    NOT NULL,          -- JSON array, as in the tag
+        template_seq  INTEGER NOT NULL REFERENCES templates (event_seq) ON DELETE CASCADE,
+        position      INTEGER NOT NULL,
+        coordinate_id INTEGER NOT NULL REFERENCES coordinates (id),
+        relay_hint    TEXT,
+        params        TEXT    NOT NULL,          -- JSON array, as in the tag
         PRIMARY KEY (template_seq, position)
     ) WITHOUT ROWID;
 
@@ -136,26 +146,26 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX workout_records_author_start ON workout_records (pubkey, start);
 
     CREATE TABLE record_sets (
-        record_seq INTEGER NOT NULL REFERENCES workout_records (event_seq) ON DELETE CASCADE,
-        position   INTEGER NOT NULL,
-        coordinate TEXT    NOT NULL,
-        relay_hint TEXT,
-        params     TEXT    NOT NULL,
+        record_seq    INTEGER NOT NULL REFERENCES workout_records (event_seq) ON DELETE CASCADE,
+        position      INTEGER NOT NULL,
+        coordinate_id INTEGER NOT NULL REFERENCES coordinates (id),
+        relay_hint    TEXT,
+        params        TEXT    NOT NULL,
         PRIMARY KEY (record_seq, position)
     ) WITHOUT ROWID;
-    CREATE INDEX record_sets_coordinate ON record_sets (coordinate);
+    CREATE INDEX record_sets_coordinate ON record_sets (coordinate_id);
 
     -- What each template/record needs; re-resolution looks dependents up by coordinate.
-    CREATE TABLE dependencies (
+    CREATE TABLE dependency_refs (
         dependent_seq INTEGER NOT NULL REFERENCES nostr_events (seq) ON DELETE CASCADE,
-        coordinate    TEXT    NOT NULL,
+        coordinate_id INTEGER NOT NULL REFERENCES coordinates (id),
         relay_hint    TEXT,
-        kind          INTEGER NOT NULL,          -- the coordinate's parts, so one query
-        pubkey        TEXT    NOT NULL,          -- finds what is missing
-        d_tag         TEXT    NOT NULL,
-        PRIMARY KEY (dependent_seq, coordinate)
+        PRIMARY KEY (dependent_seq, coordinate_id)
     ) WITHOUT ROWID;
-    CREATE INDEX dependencies_coordinate ON dependencies (coordinate);
+    CREATE INDEX dependency_refs_coordinate ON dependency_refs (coordinate_id);
+    CREATE VIEW dependencies AS
+        SELECT r.dependent_seq, c.coordinate, r.relay_hint, c.kind, c.pubkey, c.d_tag, c.id
+        FROM dependency_refs r JOIN coordinates c ON c.id = r.coordinate_id;
 
     CREATE TABLE incomplete_templates (
         template_seq           INTEGER PRIMARY KEY
