@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import nostr_sdk
-from websockets.asyncio.client import connect
 
 from powrd.cli import render
+from powrd.sync.fetch import FetchFailed, publish_once
 from powrd.config import load_config
 from powrd.control.client import ControlClient
 from powrd.logs import configure_logging
@@ -108,16 +108,13 @@ async def seed(url: str, events: Sequence[Event]) -> None:
     Raises:
         DemoFailed: The relay refused an event or did not answer in time.
     """
-    waiting = {event.id for event in events}
-    async with asyncio.timeout(SEED_TIMEOUT_SECONDS), connect(url, proxy=None) as websocket:
-        for event in events:
-            await websocket.send(messages.event(event.to_json()))
-        while waiting:
-            reply = messages.parse_relay_message(await websocket.recv())
-            if isinstance(reply, messages.OkMessage) and reply.event_id in waiting:
-                if not reply.accepted:
-                    raise DemoFailed(f"the demo relay refused {reply.event_id}: {reply.message}")
-                waiting.discard(reply.event_id)
+    try:
+        replies = await publish_once(url, [e.to_json() for e in events], timeout=SEED_TIMEOUT_SECONDS)
+    except FetchFailed as error:
+        raise DemoFailed(f"cannot seed the demo relay: {error}") from None
+    for event_id, (accepted, message) in replies.items():
+        if not accepted:
+            raise DemoFailed(f"the demo relay refused {event_id}: {message}")
 
 
 def write_config(directory: Path, relay_url: str, author: str) -> Path:

@@ -36,8 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     keygen = commands.add_parser("keygen", help="write a new secret key (mode 0600)")
     keygen.add_argument("--out", required=True, help="file to create")
 
-    ctl = commands.add_parser("ctl", help="talk to the running daemon (see `powrd ctl --help`)")
-    ctl.add_argument("ctl_args", nargs=argparse.REMAINDER)
+    # Everything after `ctl` belongs to powrd.cli.ctl, which has its own parser and --help.
+    commands.add_parser("ctl", help="talk to the running daemon (see `powrd ctl --help`)", add_help=False)
 
     demo = commands.add_parser("demo", help="run a self-contained demonstration (no network)")
     demo.add_argument("--keep", action="store_true", help="keep the demo's temporary directory")
@@ -45,7 +45,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "ctl" in argv:
+        split = argv.index("ctl")
+        args = _parser().parse_args([*argv[:split], "ctl"])
+        args.ctl_args = argv[split + 1 :]
+    else:
+        args = _parser().parse_args(argv)
     try:
         return _dispatch(args)
     except UsageError as error:

@@ -49,12 +49,16 @@ class Store:
         return conn
 
     def close(self) -> None:
-        """Commit what is queued, stop the writer, close every connection."""
-        self.writer.stop()
+        """Commit what is queued, stop the writer, close every connection.
+
+        Readers close first, so the writer's connection is the last one and SQLite
+        checkpoints and removes the -wal and -shm files.
+        """
         with self._guard:
             for conn in self._all_readers:
                 conn.close()
             self._all_readers.clear()
+        self.writer.stop()
         self._lock.release()
 
     def __enter__(self) -> Store:

@@ -1,7 +1,8 @@
-"""One-shot fetches: connect, ask once, collect until EOSE, disconnect.
+"""One-shot relay exchanges: connect, ask or publish once, disconnect.
 
-The resolver uses these for missing coordinates, including on relays that are only
-named in a relay hint and are not configured.
+The resolver fetches missing coordinates this way, including from relays that are only
+named in a relay hint and are not configured; ``powrd demo`` seeds its relay with
+:func:`publish_once`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from typing import Any
 import websockets
 
 from powrd.protocol.filters import Filter
-from powrd.protocol.session import EndOfStored, Incoming, RelaySession, SubscriptionClosed
+from powrd.protocol.event import loads
+from powrd.protocol.session import (
+    EndOfStored,
+    Incoming,
+    PublishResult,
+    RelaySession,
+    SubscriptionClosed,
+)
 
 HARD_FRAME_CAP = 16 * 1024 * 1024
 
@@ -72,5 +80,36 @@ async def fetch_once(
     except TimeoutError:
         left = max(0.0, deadline - time.monotonic())
         raise FetchFailed(f"no EOSE within {timeout:.0f} s" if left == 0 else "timed out") from None
+    except (OSError, websockets.exceptions.WebSocketException) as error:
+        raise FetchFailed(f"connect: {error}") from None
+
+
+async def publish_once(url: str, events_json: Sequence[str], *, timeout: float) -> dict[str, tuple[bool, str]]:
+    """Send events and wait for the relay's ``OK`` on each: event id → (accepted, message).
+
+    Raises:
+        FetchFailed: on connection errors or when an ``OK`` is missing after ``timeout``.
+    """
+    session = RelaySession()
+    replies: dict[str, tuple[bool, str]] = {}
+    try:
+        async with asyncio.timeout(timeout):
+            ws = await websockets.connect(url, max_size=HARD_FRAME_CAP, close_timeout=1, proxy=None)
+            try:
+                for raw in events_json:
+                    event_id = loads(raw)["id"]
+                    await ws.send(session.publish(event_id, raw, time.monotonic()))
+                async for frame in ws:
+                    for output in session.receive(frame):
+                        if isinstance(output, PublishResult):
+                            replies[output.event_id] = (output.accepted, output.message)
+                    if len(replies) == len(events_json):
+                        return replies
+                raise FetchFailed("connection closed before every OK")
+            finally:
+                with contextlib.suppress(Exception):
+                    await ws.close()
+    except TimeoutError:
+        raise FetchFailed(f"no OK for every event within {timeout:.0f} s") from None
     except (OSError, websockets.exceptions.WebSocketException) as error:
         raise FetchFailed(f"connect: {error}") from None
