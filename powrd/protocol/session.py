@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from powrd.protocol import messages, reasons
-from powrd.protocol.event import parse_event
+from powrd.protocol.event import Event, parse_event
 from powrd.protocol.filters import Filter
 from powrd.protocol.messages import (
     AuthMessage,
@@ -52,11 +52,16 @@ class SubscriptionState(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    """An event that passed the session checks; ``event`` is still unvalidated."""
+    """An event that passed the session checks; ``event`` is still unvalidated.
+
+    ``parsed`` is the well-formed :class:`Event` the session built to match filters (None
+    when the object is malformed), so the pipeline need not parse it again.
+    """
 
     sub_id: str
     event: dict[str, Any]
     size: int
+    parsed: Event | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,13 +363,13 @@ class RelaySession:
         if subscription.ledger is None:
             if not any(f.matches(parsed) for f in filters):
                 return self._drop(reasons.FILTER_MISMATCH, sub_id)
-            return self._accept(subscription, message)
+            return self._accept(subscription, message, parsed)
         matching = frozenset(i for i, f in enumerate(filters) if f.matches(parsed))
         if not matching:
             return self._drop(reasons.FILTER_MISMATCH, sub_id)
         if not subscription.ledger.admit(matching):
             return self._drop(reasons.OVER_LIMIT, sub_id)
-        return self._accept(subscription, message)
+        return self._accept(subscription, message, parsed)
 
     def _on_eose(self, sub_id: str) -> list[Output]:
         subscription = self._subscriptions.get(sub_id)
@@ -441,10 +446,12 @@ class RelaySession:
 
     # -- helpers ----------------------------------------------------------------
 
-    def _accept(self, subscription: _Subscription, message: EventMessage) -> Incoming:
+    def _accept(
+        self, subscription: _Subscription, message: EventMessage, parsed: Event | None = None
+    ) -> Incoming:
         subscription.events_received += 1
         self._counters["events"] += 1
-        return Incoming(message.subscription_id, message.event, message.size)
+        return Incoming(message.subscription_id, message.event, message.size, parsed)
 
     def _drop(self, reason: str, sub_id: str | None, detail: str = "") -> Dropped:
         dropped = self._counters["dropped"]

@@ -120,6 +120,9 @@ class Pipeline:
         now = int(self.clock())
         events: list[tuple[Event, int]] = []
         for obj, size in items:
+            if isinstance(obj, Event):  # already shape-checked by the relay session
+                events.append((obj, size))
+                continue
             try:
                 events.append((parse_event(obj), size))
             except Rejected as rejection:
@@ -190,6 +193,8 @@ class Pipeline:
         self, source: str, items: Sequence[tuple[Any, int]], *, also: AlsoInTransaction | None = None
     ) -> SubmitResult:
         """Validate and store decoded events ``(object, size in bytes)``; returns once committed.
+
+        An item's object may also be an :class:`Event` that was already shape-checked.
 
         Args:
             source: the relay URL, ``import`` or ``local``.
