@@ -192,7 +192,10 @@ class Writer:
                     self._fail(jobs, error)
                     return
                 self._note_full(error, len(jobs), retries)
-                delay = min(self.full_retry_max_seconds, self.full_retry_min_seconds * 2.0 ** min(retries, 32))
+                delay = min(
+                    self.full_retry_max_seconds,
+                    self.full_retry_min_seconds * 2.0 ** min(retries, 32),
+                )
                 # stop() sets the event, so shutdown never waits out a full disk.
                 self._closing.wait(delay)
                 retries += 1
@@ -247,10 +250,11 @@ class Writer:
             stats.full_episodes += 1
             log.warning("store full: writes paused until space returns", reason=str(error),
                         operations=waiting)
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stats.full_since))
+        held = waiting + self._queue.qsize()
         stats.last_error = (
-            f"disk full ({error}): writing paused since "
-            f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(stats.full_since))}, "
-            f"{waiting + self._queue.qsize()} operations waiting and retried; free space to resume"
+            f"disk full ({error}): writing paused since {since} with {held} write"
+            f"{'' if held == 1 else 's'} waiting, retried until space returns"
         )
 
     def _committed(self, jobs: list[_Job], outcomes: list[_Outcome]) -> None:

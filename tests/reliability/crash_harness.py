@@ -18,12 +18,10 @@ Used by ``tests/reliability/test_crash_safety.py`` (20+ rounds) and
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -38,11 +36,11 @@ from powrd.library.reindex import reindex
 from powrd.protocol.event import loads
 from powrd.store.database import open_writer_connection
 from powrd.store.writer import run_inline
+from tests.reliability.powrd_process import run_powrd, spawn_daemon
 from tests.support.corpus import current_ids, generate_corpus, keys_for, pubkey_of
 from tests.support.daemon import write_config
 from tests.support.relays import LocalRelayHandle
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 USER = keys_for("crash-harness", 0)
 READY_TIMEOUT = 20.0
 CONVERGE_TIMEOUT = 60.0
@@ -134,16 +132,6 @@ def record_params(d: str, exercise: str) -> dict[str, Any]:
             ["start", "1700000000"], ["end", "1700003600"], ["completed", "true"],
         ],
     }
-
-
-def spawn_daemon(config: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("POWRD_", "NOTIFY_SOCKET"))}
-    env["PYTHONPATH"] = str(REPO_ROOT)
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "powrd", "--config", str(config), "run"],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
-        )
 
 
 def open_readonly(path: Path) -> apsw.Connection:
@@ -408,12 +396,7 @@ class CrashHarness:
         copy_dir = self.workdir / "cli-reindex"
         copy_database(self.db, copy_dir)
         config = write_config(copy_dir)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POWRD_")}
-        env["PYTHONPATH"] = str(REPO_ROOT)
-        result = subprocess.run(
-            [sys.executable, "-m", "powrd", "--config", str(config), "reindex"],
-            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
-        )
+        result = run_powrd("--config", str(config), "reindex", timeout=120)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == REINDEX_UNCHANGED, result.stdout
 
