@@ -44,8 +44,8 @@ def policy(config: Config) -> Policy:
 
 def _event_lines(stream: IO[bytes]) -> Iterator[tuple[Any, int]]:
     """Decoded events from NDJSON lines: bare objects or ``["EVENT", sub, event]`` frames."""
-    for line in stream:
-        line = line.strip()
+    for raw_line in stream:
+        line = raw_line.strip()
         if not line:
             continue
         try:

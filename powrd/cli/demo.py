@@ -22,14 +22,13 @@ from typing import Any, TextIO
 import nostr_sdk
 
 from powrd.cli import render
-from powrd.sync.fetch import FetchFailed, publish_once
 from powrd.config import load_config
 from powrd.control.client import ControlClient
 from powrd.logs import configure_logging
-from powrd.protocol import messages
 from powrd.protocol.event import Event
 from powrd.protocol.signing import sign_event
 from powrd.service.daemon import Daemon, StartupError
+from powrd.sync.fetch import FetchFailed, publish_once
 
 SYNC_TIMEOUT_SECONDS = 20.0
 POLL_SECONDS = 0.05
@@ -63,43 +62,98 @@ def sample_library(keys: nostr_sdk.Keys, now: int) -> SampleLibrary:
     def coordinate(kind: int, d: str) -> str:
         return f"{kind}:{author}:{d}"
 
-    def exercise(d: str, title: str, equipment: str, fmt: Sequence[tuple[str, str]], *,
-                 hashtags: Sequence[str], content: str) -> Event:
-        tags = [["d", d], ["title", title], ["format", *(n for n, _ in fmt)],
-                ["format_units", *(u for _, u in fmt)], ["equipment", equipment],
-                ["difficulty", "intermediate"], *(["t", t] for t in hashtags)]
+    def exercise(
+        d: str,
+        title: str,
+        equipment: str,
+        fmt: Sequence[tuple[str, str]],
+        *,
+        hashtags: Sequence[str],
+        content: str,
+    ) -> Event:
+        tags = [
+            ["d", d],
+            ["title", title],
+            ["format", *(n for n, _ in fmt)],
+            ["format_units", *(u for _, u in fmt)],
+            ["equipment", equipment],
+            ["difficulty", "intermediate"],
+            *(["t", t] for t in hashtags),
+        ]
         return sign_event(keys, EXERCISE, content, tags, now - 3000)
 
-    strength = (("weight", "kg"), ("reps", "count"), ("rpe", "0-10"),
-                ("set_type", "warmup|normal|drop|failure"))
-    squat = exercise("back-squat", "Back Squat", "barbell", strength, hashtags=("legs",),
-                     content="Bar on the upper back, squat below parallel, drive up.")
-    pushup = exercise("push-up", "Push-up", "bodyweight",
-                      (("reps", "count"), ("set_type", "warmup|normal|drop|failure")),
-                      hashtags=("push",),
-                      content="Hands under the shoulders, body straight, chest to the floor.")
-    plank = exercise("plank", "Plank", "bodyweight", (("duration", "s"),), hashtags=("core",),
-                     content="Forearms down, body in one line; hold.")
+    strength = (
+        ("weight", "kg"),
+        ("reps", "count"),
+        ("rpe", "0-10"),
+        ("set_type", "warmup|normal|drop|failure"),
+    )
+    squat = exercise(
+        "back-squat",
+        "Back Squat",
+        "barbell",
+        strength,
+        hashtags=("legs",),
+        content="Bar on the upper back, squat below parallel, drive up.",
+    )
+    pushup = exercise(
+        "push-up",
+        "Push-up",
+        "bodyweight",
+        (("reps", "count"), ("set_type", "warmup|normal|drop|failure")),
+        hashtags=("push",),
+        content="Hands under the shoulders, body straight, chest to the floor.",
+    )
+    plank = exercise(
+        "plank",
+        "Plank",
+        "bodyweight",
+        (("duration", "s"),),
+        hashtags=("core",),
+        content="Forearms down, body in one line; hold.",
+    )
     hint = ""
-    template = sign_event(keys, TEMPLATE, "Squat heavy, then accessories.", [
-        ["d", TEMPLATE_D], ["title", "Leg Day"], ["type", "strength"],
-        ["exercise", squat.coordinate or "", hint, "100", "5", "8", "normal"],
-        ["exercise", squat.coordinate or "", hint, "100", "5", "", "normal"],
-        ["exercise", coordinate(EXERCISE, MISSING_D), hint, "80", "8", "", "normal"],
-        ["exercise", plank.coordinate or "", hint, "60"],
-        ["rounds", "1"], ["t", "legs"],
-    ], now - 2400)
-    record = sign_event(keys, RECORD, "Felt strong.", [
-        ["d", "leg-day-1"], ["title", "Leg Day"], ["type", "strength"],
-        ["start", str(now - 2000)], ["end", str(now - 600)], ["completed", "true"],
-        ["template", coordinate(TEMPLATE, TEMPLATE_D), hint],
-        ["exercise", squat.coordinate or "", hint, "100", "5", "8", "normal"],
-        ["exercise", squat.coordinate or "", hint, "100", "5", "9", "normal"],
-        ["exercise", pushup.coordinate or "", hint, "20", "normal"],
-        ["t", "legs"],
-    ], now - 600)
-    return SampleLibrary((squat, pushup, plank, template, record),
-                         coordinate(TEMPLATE, TEMPLATE_D), coordinate(EXERCISE, MISSING_D))
+    template = sign_event(
+        keys,
+        TEMPLATE,
+        "Squat heavy, then accessories.",
+        [
+            ["d", TEMPLATE_D],
+            ["title", "Leg Day"],
+            ["type", "strength"],
+            ["exercise", squat.coordinate or "", hint, "100", "5", "8", "normal"],
+            ["exercise", squat.coordinate or "", hint, "100", "5", "", "normal"],
+            ["exercise", coordinate(EXERCISE, MISSING_D), hint, "80", "8", "", "normal"],
+            ["exercise", plank.coordinate or "", hint, "60"],
+            ["rounds", "1"],
+            ["t", "legs"],
+        ],
+        now - 2400,
+    )
+    record = sign_event(
+        keys,
+        RECORD,
+        "Felt strong.",
+        [
+            ["d", "leg-day-1"],
+            ["title", "Leg Day"],
+            ["type", "strength"],
+            ["start", str(now - 2000)],
+            ["end", str(now - 600)],
+            ["completed", "true"],
+            ["template", coordinate(TEMPLATE, TEMPLATE_D), hint],
+            ["exercise", squat.coordinate or "", hint, "100", "5", "8", "normal"],
+            ["exercise", squat.coordinate or "", hint, "100", "5", "9", "normal"],
+            ["exercise", pushup.coordinate or "", hint, "20", "normal"],
+            ["t", "legs"],
+        ],
+        now - 600,
+    )
+    return SampleLibrary(
+        (squat, pushup, plank, template, record),
+        coordinate(TEMPLATE, TEMPLATE_D),
+        coordinate(EXERCISE, MISSING_D),
+    )
 
 
 async def seed(url: str, events: Sequence[Event]) -> None:
@@ -109,7 +163,9 @@ async def seed(url: str, events: Sequence[Event]) -> None:
         DemoFailed: The relay refused an event or did not answer in time.
     """
     try:
-        replies = await publish_once(url, [e.to_json() for e in events], timeout=SEED_TIMEOUT_SECONDS)
+        replies = await publish_once(
+            url, [e.to_json() for e in events], within=SEED_TIMEOUT_SECONDS
+        )
     except FetchFailed as error:
         raise DemoFailed(f"cannot seed the demo relay: {error}") from None
     for event_id, (accepted, message) in replies.items():
@@ -149,8 +205,9 @@ async def wait_until_synced(
         queue = (await client.call("fetch.list"))["entries"]
         stored = status["counts"]["events"] >= len(library.events)
         relays_done = all(r["backfill_complete"] for r in status["relays"])
-        looked_for = any(e["coordinate"] == library.missing and e["state"] == "not_found"
-                         for e in queue)
+        looked_for = any(
+            e["coordinate"] == library.missing and e["state"] == "not_found" for e in queue
+        )
         if stored and relays_done and looked_for:
             return
         if time.monotonic() > deadline:
@@ -168,17 +225,22 @@ async def run_demo(directory: Path, out: TextIO) -> None:
         DemoFailed: Something did not work as the demo expected.
     """
     started = time.monotonic()
-    relay = nostr_sdk.LocalRelayBuilder().rate_limit(
-        nostr_sdk.RateLimit(max_reqs=1000, notes_per_minute=100000)
-    ).build()
+    relay = (
+        nostr_sdk.LocalRelayBuilder()
+        .rate_limit(nostr_sdk.RateLimit(max_reqs=1000, notes_per_minute=100000))
+        .build()
+    )
     await relay.run()
     try:
         url = str(await relay.url())
         keys = nostr_sdk.Keys.generate()
         library = sample_library(keys, int(time.time()))
         await seed(url, library.events)
-        print(f"demo relay  {url}  ({len(library.events)} events signed by "
-              f"{keys.public_key().to_bech32()})", file=out)
+        print(
+            f"demo relay  {url}  ({len(library.events)} events signed by "
+            f"{keys.public_key().to_bech32()})",
+            file=out,
+        )
         config = load_config(write_config(directory, url, keys.public_key().to_hex()), {})
         print(f"store       {config.store.path}", file=out)
         print(f"socket      {config.control.socket}", file=out)
@@ -192,12 +254,20 @@ async def run_demo(directory: Path, out: TextIO) -> None:
                 await wait_until_synced(client, library)
                 sections: list[tuple[str, Any]] = [
                     ("powrd ctl status", render.status(await client.call("status"))),
-                    (f"powrd ctl template {library.template}", render.template(
-                        await client.call("library.template", {"coordinate": library.template}))),
-                    ("powrd ctl fetch", render.fetch_queue(
-                        (await client.call("fetch.list"))["entries"])),
-                    ("powrd ctl records", render.records(
-                        (await client.call("library.records"))["records"])),
+                    (
+                        f"powrd ctl template {library.template}",
+                        render.template(
+                            await client.call("library.template", {"coordinate": library.template})
+                        ),
+                    ),
+                    (
+                        "powrd ctl fetch",
+                        render.fetch_queue((await client.call("fetch.list"))["entries"]),
+                    ),
+                    (
+                        "powrd ctl records",
+                        render.records((await client.call("library.records"))["records"]),
+                    ),
                 ]
         finally:
             await daemon.stop()
@@ -225,8 +295,11 @@ def main(keep: bool = False, out: TextIO | None = None) -> int:
         return 1
     finally:
         if keep:
-            print(f"kept {directory} (inspect it with `powrd --config "
-                  f"{directory / 'powrd.toml'} export`)", file=stream)
+            print(
+                f"kept {directory} (inspect it with `powrd --config "
+                f"{directory / 'powrd.toml'} export`)",
+                file=stream,
+            )
         else:
             shutil.rmtree(directory, ignore_errors=True)
     return 0

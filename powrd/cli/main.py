@@ -37,7 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     keygen.add_argument("--out", required=True, help="file to create")
 
     # Everything after `ctl` belongs to powrd.cli.ctl, which has its own parser and --help.
-    commands.add_parser("ctl", help="talk to the running daemon (see `powrd ctl --help`)", add_help=False)
+    commands.add_parser(
+        "ctl", help="talk to the running daemon (see `powrd ctl --help`)", add_help=False
+    )
 
     demo = commands.add_parser("demo", help="run a self-contained demonstration (no network)")
     demo.add_argument("--keep", action="store_true", help="keep the demo's temporary directory")

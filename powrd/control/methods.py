@@ -21,12 +21,11 @@ from powrd.control.rpc import (
 from powrd.identity import parse_public_key
 from powrd.library.cache import cached_template, priority_for
 from powrd.library.service import records_with_sets
-from powrd.store import library_queries
-from powrd.sync.media import MediaNotFound, media_chunks
-from powrd.sync.publisher import PublishError
 from powrd.protocol.event import loads
 from powrd.protocol.filters import FilterError, parse_filter
-from powrd.store import fetchqueue, outbox, queries
+from powrd.store import fetchqueue, library_queries, outbox, queries
+from powrd.sync.media import MediaNotFound, media_chunks
+from powrd.sync.publisher import PublishError
 
 if TYPE_CHECKING:
     from powrd.service.daemon import Daemon
@@ -36,7 +35,9 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 def _optional(params: dict[str, Any], name: str, kind: type) -> Any:
     value = params.get(name)
-    if value is not None and (not isinstance(value, kind) or isinstance(value, bool) and kind is int):
+    if value is not None and (
+        not isinstance(value, kind) or (isinstance(value, bool) and kind is int)
+    ):
         raise InvalidParams(f"{name}: expected {kind.__name__}, found {type(value).__name__}")
     return value
 
@@ -47,12 +48,18 @@ def _only(params: dict[str, Any], *allowed: str) -> None:
         raise InvalidParams(f"unknown parameter {unknown[0]!r}; expected one of {sorted(allowed)}")
 
 
-def build_methods(daemon: Daemon) -> dict[str, Handler]:
-    """The method table served on the control socket."""
+def _author(params: dict[str, Any]) -> str | None:
+    author = _optional(params, "author", str)
+    if author is None:
+        return None
+    try:
+        return parse_public_key(author)
+    except ValueError as error:  # parse_public_key raises ValueError, not IdentityError
+        raise InvalidParams(f"author: {error}") from None
 
-    def reader() -> Any:
-        assert daemon.store is not None
-        return daemon.store.reader()
+
+def _state_methods(daemon: Daemon, reader: Callable[[], Any]) -> dict[str, Handler]:
+    """Status, relays, raw events and the two queues."""
 
     async def status(params: dict[str, Any]) -> Any:
         _only(params)
@@ -83,21 +90,25 @@ def build_methods(daemon: Daemon) -> dict[str, Handler]:
         _only(params, "pending")
         return {"entries": outbox.entries(reader(), pending_only=bool(params.get("pending")))}
 
-    def author_param(params: dict[str, Any]) -> str | None:
-        author = _optional(params, "author", str)
-        if author is None:
-            return None
-        try:
-            return parse_public_key(author)
-        except ValueError as error:  # parse_public_key raises ValueError, not IdentityError
-            raise InvalidParams(f"author: {error}") from None
+    return {
+        "status": status,
+        "relays.list": relays_list,
+        "sync.now": sync_now,
+        "events.query": events_query,
+        "fetch.list": fetch_list,
+        "outbox.list": outbox_list,
+    }
+
+
+def _library_methods(daemon: Daemon, reader: Callable[[], Any]) -> dict[str, Handler]:
+    """The NIP-101e library, publishing and media."""
 
     async def library_exercises(params: dict[str, Any]) -> Any:
         _only(params, "author", "search", "equipment", "tag", "limit")
         return {
             "exercises": library_queries.exercises(
                 reader(),
-                author=author_param(params),
+                author=_author(params),
                 search=_optional(params, "search", str),
                 equipment=_optional(params, "equipment", str),
                 tag=_optional(params, "tag", str),
@@ -120,7 +131,7 @@ def build_methods(daemon: Daemon) -> dict[str, Handler]:
         return {
             "records": records_with_sets(
                 reader(),
-                author=author_param(params),
+                author=_author(params),
                 since=_optional(params, "since", int),
                 until=_optional(params, "until", int),
                 limit=_optional(params, "limit", int) or 500,
@@ -133,7 +144,9 @@ def build_methods(daemon: Daemon) -> dict[str, Handler]:
             raise MethodError(NOT_READY, "the daemon is still starting")
         try:
             event_id = await daemon.publisher.publish(
-                params.get("kind"), params.get("content", ""), params.get("tags", []),
+                params.get("kind"),
+                params.get("content", ""),
+                params.get("tags", []),
                 params.get("created_at"),
             )
         except PublishError as error:
@@ -147,7 +160,10 @@ def build_methods(daemon: Daemon) -> dict[str, Handler]:
             raise InvalidParams("exercise: required, e.g. 33401:<pubkey hex>:<d>")
         try:
             chunks = media_chunks(
-                reader(), exercise, bool(_optional(params, "thumbnail", bool)), 48 * 1024,
+                reader(),
+                exercise,
+                bool(_optional(params, "thumbnail", bool)),
+                48 * 1024,
                 url=_optional(params, "url", str),
             )
         except MediaNotFound as error:
@@ -164,15 +180,19 @@ def build_methods(daemon: Daemon) -> dict[str, Handler]:
         return Stream(encoded())
 
     return {
-        "status": status,
-        "media.get": media_get,
         "library.exercises": library_exercises,
         "library.template": library_template,
         "library.records": library_records,
         "publish": publish,
-        "relays.list": relays_list,
-        "sync.now": sync_now,
-        "events.query": events_query,
-        "fetch.list": fetch_list,
-        "outbox.list": outbox_list,
+        "media.get": media_get,
     }
+
+
+def build_methods(daemon: Daemon) -> dict[str, Handler]:
+    """The method table served on the control socket."""
+
+    def reader() -> Any:
+        assert daemon.store is not None
+        return daemon.store.reader()
+
+    return {**_state_methods(daemon, reader), **_library_methods(daemon, reader)}

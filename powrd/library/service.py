@@ -27,11 +27,13 @@ def resolve_template(conn: apsw.Connection, coordinate: str) -> dict[str, Any] |
         definition = definitions.get(ref["coordinate"])
         fmt = tuple(definition["format"]) if definition else ()
         units = tuple(definition["format_units"]) if definition else ()
-        exercises.append({
-            **ref,
-            "exercise": definition,
-            "parameters": layout_params(fmt, units, tuple(ref["params"])),
-        })
+        exercises.append(
+            {
+                **ref,
+                "exercise": definition,
+                "parameters": layout_params(fmt, units, tuple(ref["params"])),
+            }
+        )
     found["exercises"] = exercises
     found["complete"] = not found["missing"]
     return found

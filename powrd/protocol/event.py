@@ -129,7 +129,9 @@ def canonical_serialization(
 
 
 def compute_id(pubkey: str, created_at: int, kind: int, tags: list[list[str]], content: str) -> str:
-    return hashlib.sha256(canonical_serialization(pubkey, created_at, kind, tags, content)).hexdigest()
+    return hashlib.sha256(
+        canonical_serialization(pubkey, created_at, kind, tags, content)
+    ).hexdigest()
 
 
 def _is_hex(value: object, length: int) -> bool:

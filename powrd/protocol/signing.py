@@ -25,4 +25,6 @@ def sign_event(
 
 def auth_event(keys: nostr_sdk.Keys, relay_url: str, challenge: str, created_at: int) -> Event:
     """The NIP-42 kind-22242 event answering a relay's challenge."""
-    return sign_event(keys, AUTH_KIND, "", [["relay", relay_url], ["challenge", challenge]], created_at)
+    return sign_event(
+        keys, AUTH_KIND, "", [["relay", relay_url], ["challenge", challenge]], created_at
+    )

@@ -24,7 +24,10 @@ def _xonly_key(pubkey_hex: str) -> coincurve.PublicKeyXOnly | None:
 
 
 def check_id(event: Event) -> bool:
-    return compute_id(event.pubkey, event.created_at, event.kind, event.tags, event.content) == event.id
+    return (
+        compute_id(event.pubkey, event.created_at, event.kind, event.tags, event.content)
+        == event.id
+    )
 
 
 def check_signature(event: Event) -> bool:

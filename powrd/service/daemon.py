@@ -27,17 +27,16 @@ from powrd.identity import IdentityError, load_secret_key
 from powrd.library.cache import QueryCache, run_access_flusher
 from powrd.protocol.validate import Policy
 from powrd.service.notify import Notifier, watchdog_interval, watchdog_loop
+from powrd.store import fetchqueue, outbox, queries
 from powrd.store import ingest as store_ingest
-from powrd.store import queries
 from powrd.store.database import StoreError
 from powrd.store.ingest import BatchResult
 from powrd.store.store import Store
+from powrd.sync.media import MediaFetcher, MediaSettings
 from powrd.sync.pipeline import Pipeline
 from powrd.sync.plan import plan
-from powrd.store import fetchqueue, outbox
 from powrd.sync.publisher import Publisher, PublisherSettings, RelayDelivery
 from powrd.sync.relay import RelayWorker, SyncSettings
-from powrd.sync.media import MediaFetcher, MediaSettings
 from powrd.sync.resolver import Resolver, ResolverSettings
 
 log = structlog.get_logger("powrd.service")
@@ -66,9 +65,13 @@ def resolver_settings(config: Config) -> ResolverSettings:
 def media_settings(config: Config) -> MediaSettings:
     m = config.media
     return MediaSettings(
-        enabled=m.enabled, max_bytes=m.max_bytes, budget_bytes=m.budget_bytes,
-        thumbnail_max_px=m.thumbnail_max_px, retry_min_seconds=m.retry_min_seconds,
-        retry_max_seconds=m.retry_max_seconds, timeout_seconds=m.timeout_seconds,
+        enabled=m.enabled,
+        max_bytes=m.max_bytes,
+        budget_bytes=m.budget_bytes,
+        thumbnail_max_px=m.thumbnail_max_px,
+        retry_min_seconds=m.retry_min_seconds,
+        retry_max_seconds=m.retry_max_seconds,
+        timeout_seconds=m.timeout_seconds,
         allowed_types=m.allowed_types,
     )
 
@@ -143,7 +146,8 @@ class Daemon:
         )
         if self.config.resolver.enabled:
             self.resolver = Resolver(
-                self.pipeline, lambda: list(self.config.relay_urls(read=True)),
+                self.pipeline,
+                lambda: list(self.config.relay_urls(read=True)),
                 resolver_settings(self.config),
                 backfilling=self._backfilling,
             )
@@ -162,7 +166,9 @@ class Daemon:
                 f"{self.config.control.socket}: another powrd is already answering there"
             ) from None
         except OSError as error:
-            raise StartupError(f"{self.config.control.socket}: cannot listen: {error.strerror}") from None
+            raise StartupError(
+                f"{self.config.control.socket}: cannot listen: {error.strerror}"
+            ) from None
         self._apply_relays(self.config)
         self.state = "running"
         self.notifier.ready(self.status_line())
@@ -176,8 +182,13 @@ class Daemon:
         if self.config.media.enabled:
             self._spawn(self.media.run(), "media")
         self._spawn(self._report_status(), "status")
-        log.info("powrd running", version=__version__, relays=len(self.workers),
-                 store=str(self.config.store.path), socket=str(self.config.control.socket))
+        log.info(
+            "powrd running",
+            version=__version__,
+            relays=len(self.workers),
+            store=str(self.config.store.path),
+            socket=str(self.config.control.socket),
+        )
 
     async def stop(self) -> None:
         if self.state == "stopped":
@@ -227,8 +238,12 @@ class Daemon:
         for url in list(self.workers):
             worker, task = self.workers[url]
             relay = wanted.get(url)
-            if relay is None or (relay.read, relay.write) != (worker.status.read, worker.status.write) \
-                    or (relay.read and worker.scopes != scopes) or worker.settings != settings:
+            if (
+                relay is None
+                or (relay.read, relay.write) != (worker.status.read, worker.status.write)
+                or (relay.read and worker.scopes != scopes)
+                or worker.settings != settings
+            ):
                 task.cancel()
                 del self.workers[url]
         assert self.publisher is not None
@@ -245,8 +260,15 @@ class Daemon:
                 delivery = RelayDelivery(url, self.pipeline, publisher_settings(config))
                 deliveries[url] = delivery
             worker = RelayWorker(
-                url, scopes, self.pipeline, settings, keys=self.keys, read=relay.read,
-                write=relay.write, delivery=delivery, on_backfill_complete=self._backfill_complete,
+                url,
+                scopes,
+                self.pipeline,
+                settings,
+                keys=self.keys,
+                read=relay.read,
+                write=relay.write,
+                delivery=delivery,
+                on_backfill_complete=self._backfill_complete,
             )
             self.workers[url] = (worker, asyncio.create_task(worker.run(), name=f"relay {url}"))
 
@@ -259,7 +281,10 @@ class Daemon:
             log.error("reload failed; keeping the running config", reason=str(error))
             return
         kept = replace(
-            self.config, relays=fresh.relays, sync=fresh.sync, resolver=fresh.resolver,
+            self.config,
+            relays=fresh.relays,
+            sync=fresh.sync,
+            resolver=fresh.resolver,
             publisher=fresh.publisher,
         )
         old_read = set(self.config.relay_urls(read=True))
@@ -298,8 +323,7 @@ class Daemon:
         assert self.store is not None
         writer = self.store.writer
         while True:
-            now = int(time.time())
-            removed = await writer.run(lambda conn: store_ingest.expire(conn, now))
+            removed = await writer.run(lambda conn: store_ingest.expire(conn, int(time.time())))
             if removed:
                 self.cache.clear()
                 log.info("expired events removed", count=removed)
@@ -337,7 +361,8 @@ class Daemon:
     def status_line(self) -> str:
         connected = sum(1 for w, _ in self.workers.values() if w.status.state.value == "connected")
         stored = sum(w.status.events_stored for w, _ in self.workers.values())
-        return f"{self.state}; relays {connected}/{len(self.workers)} connected; {stored} events stored"
+        relays = f"relays {connected}/{len(self.workers)} connected"
+        return f"{self.state}; {relays}; {stored} events stored"
 
     def status(self) -> dict[str, Any]:
         assert self.store is not None

@@ -41,8 +41,17 @@ def entries(conn: apsw.Connection, state: str | None = None) -> list[dict[str, A
             "added_at": added_at,
             "dependents": dependents,
         }
-        for coordinate, st, attempts, last_attempt, next_attempt, last_error, hints, added_at, dependents
-        in conn.execute(sql + " ORDER BY q.added_at, q.coordinate", args)
+        for (
+            coordinate,
+            st,
+            attempts,
+            last_attempt,
+            next_attempt,
+            last_error,
+            hints,
+            added_at,
+            dependents,
+        ) in conn.execute(sql + " ORDER BY q.added_at, q.coordinate", args)
     ]
 
 
@@ -91,6 +100,7 @@ def release_in_flight(conn: apsw.Connection) -> None:
 def retry_not_found(conn: apsw.Connection, now: int) -> int:
     """Make every not_found entry due now (a relay was added)."""
     conn.execute(
-        "UPDATE fetch_queue SET state = ?, next_attempt = ? WHERE state = ?", (PENDING, now, NOT_FOUND)
+        "UPDATE fetch_queue SET state = ?, next_attempt = ? WHERE state = ?",
+        (PENDING, now, NOT_FOUND),
     )
     return conn.changes()

@@ -15,11 +15,32 @@ _EXERCISE_COLUMNS = (
 
 
 def _exercise(row: tuple[Any, ...]) -> dict[str, Any]:
-    coordinate, event_id, pubkey, d, title, equipment, difficulty, fmt, units, tags, content, created = row
+    (
+        coordinate,
+        event_id,
+        pubkey,
+        d,
+        title,
+        equipment,
+        difficulty,
+        fmt,
+        units,
+        tags,
+        content,
+        created,
+    ) = row
     return {
-        "coordinate": coordinate, "event_id": event_id, "pubkey": pubkey, "d": d, "title": title,
-        "equipment": equipment, "difficulty": difficulty, "format": loads(fmt),
-        "format_units": loads(units), "hashtags": loads(tags), "content": content,
+        "coordinate": coordinate,
+        "event_id": event_id,
+        "pubkey": pubkey,
+        "d": d,
+        "title": title,
+        "equipment": equipment,
+        "difficulty": difficulty,
+        "format": loads(fmt),
+        "format_units": loads(units),
+        "hashtags": loads(tags),
+        "content": content,
         "created_at": created,
     }
 
@@ -51,12 +72,15 @@ def exercises(
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     sql = (
         f"SELECT {_EXERCISE_COLUMNS} FROM exercise_definitions x"  # noqa: S608
-        f" JOIN nostr_events e ON e.seq = x.event_seq {where} ORDER BY x.title, x.coordinate LIMIT ?"
+        f" JOIN nostr_events e ON e.seq = x.event_seq {where}"
+        " ORDER BY x.title, x.coordinate LIMIT ?"
     )
     return [_exercise(row) for row in conn.execute(sql, (*args, limit))]
 
 
-def exercises_by_coordinate(conn: apsw.Connection, coordinates: list[str]) -> dict[str, dict[str, Any]]:
+def exercises_by_coordinate(
+    conn: apsw.Connection, coordinates: list[str]
+) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(coordinates), 500):
         chunk = coordinates[start : start + 500]
@@ -81,20 +105,46 @@ def template(conn: apsw.Connection, coordinate: str) -> dict[str, Any] | None:
     ).fetchone()
     if row is None:
         return None
-    seq, event_id, pubkey, d, title, kind_type, rounds, duration, interval, rest, tags, content, created, missing = row
+    (
+        seq,
+        event_id,
+        pubkey,
+        d,
+        title,
+        kind_type,
+        rounds,
+        duration,
+        interval,
+        rest,
+        tags,
+        content,
+        created,
+        missing,
+    ) = row
     references = [
         {"position": position, "coordinate": ref, "relay_hint": hint, "params": loads(params)}
         for position, ref, hint, params in conn.execute(
             "SELECT x.position, c.coordinate, x.relay_hint, x.params FROM template_exercises x"
-            " JOIN coordinates c ON c.id = x.coordinate_id WHERE x.template_seq = ? ORDER BY x.position",
+            " JOIN coordinates c ON c.id = x.coordinate_id WHERE x.template_seq = ?"
+            " ORDER BY x.position",
             (seq,),
         )
     ]
     return {
-        "coordinate": coordinate, "event_id": event_id, "pubkey": pubkey, "d": d, "title": title,
-        "type": kind_type, "rounds": rounds, "duration": duration, "interval": interval,
-        "rest_between_rounds": rest, "hashtags": loads(tags), "content": content,
-        "created_at": created, "missing": loads(missing) if missing else [],
+        "coordinate": coordinate,
+        "event_id": event_id,
+        "pubkey": pubkey,
+        "d": d,
+        "title": title,
+        "type": kind_type,
+        "rounds": rounds,
+        "duration": duration,
+        "interval": interval,
+        "rest_between_rounds": rest,
+        "hashtags": loads(tags),
+        "content": content,
+        "created_at": created,
+        "missing": loads(missing) if missing else [],
         "references": references,
     }
 
@@ -122,28 +172,60 @@ def records(
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     result: list[dict[str, Any]] = []
     for row in conn.execute(
-        "SELECT r.event_seq, r.event_id, r.pubkey, r.kind, r.title, r.type, r.start, r.\"end\","  # noqa: S608
+        'SELECT r.event_seq, r.event_id, r.pubkey, r.kind, r.title, r.type, r.start, r."end",'  # noqa: S608
         " r.completed, r.rounds_completed, r.interval, r.template_coordinate, r.prs, r.hashtags,"
         f" r.content, r.created_at, i.missing_exercises FROM workout_records r"
         f" LEFT JOIN incomplete_templates i ON i.template_seq = r.event_seq {where}"
         " ORDER BY coalesce(r.start, r.created_at) DESC, r.event_id LIMIT ?",
         (*args, limit),
     ):
-        (seq, event_id, pubkey, kind, title, kind_type, start, end, completed, rounds, interval,
-         template_coordinate, prs, tags, content, created, missing) = row
+        (
+            seq,
+            event_id,
+            pubkey,
+            kind,
+            title,
+            kind_type,
+            start,
+            end,
+            completed,
+            rounds,
+            interval,
+            template_coordinate,
+            prs,
+            tags,
+            content,
+            created,
+            missing,
+        ) = row
         sets = [
             {"position": position, "coordinate": ref, "relay_hint": hint, "params": loads(params)}
             for position, ref, hint, params in conn.execute(
                 "SELECT s.position, c.coordinate, s.relay_hint, s.params FROM record_sets s"
-                " JOIN coordinates c ON c.id = s.coordinate_id WHERE s.record_seq = ? ORDER BY s.position",
+                " JOIN coordinates c ON c.id = s.coordinate_id WHERE s.record_seq = ?"
+                " ORDER BY s.position",
                 (seq,),
             )
         ]
-        result.append({
-            "event_id": event_id, "pubkey": pubkey, "kind": kind, "title": title, "type": kind_type,
-            "start": start, "end": end, "completed": None if completed is None else bool(completed),
-            "rounds_completed": rounds, "interval": interval, "template": template_coordinate,
-            "prs": loads(prs), "hashtags": loads(tags), "content": content, "created_at": created,
-            "missing": loads(missing) if missing else [], "sets": sets,
-        })
+        result.append(
+            {
+                "event_id": event_id,
+                "pubkey": pubkey,
+                "kind": kind,
+                "title": title,
+                "type": kind_type,
+                "start": start,
+                "end": end,
+                "completed": None if completed is None else bool(completed),
+                "rounds_completed": rounds,
+                "interval": interval,
+                "template": template_coordinate,
+                "prs": loads(prs),
+                "hashtags": loads(tags),
+                "content": content,
+                "created_at": created,
+                "missing": loads(missing) if missing else [],
+                "sets": sets,
+            }
+        )
     return result

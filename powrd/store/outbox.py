@@ -23,7 +23,9 @@ TERMINAL = (ACCEPTED, REJECTED)
 
 def enqueue(conn: apsw.Connection, event_id: str, relays: Iterable[str], now: int) -> None:
     """Queue a stored local event for every write relay (same transaction as the store)."""
-    conn.execute("INSERT OR IGNORE INTO outbox (event_id, queued_at) VALUES (?, ?)", (event_id, now))
+    conn.execute(
+        "INSERT OR IGNORE INTO outbox (event_id, queued_at) VALUES (?, ?)", (event_id, now)
+    )
     conn.executemany(
         "INSERT OR IGNORE INTO outbox_delivery (event_id, relay_url) VALUES (?, ?)",
         [(event_id, relay) for relay in relays],
@@ -93,27 +95,44 @@ def release_sent(conn: apsw.Connection) -> None:
 
 
 def entries(conn: apsw.Connection, *, pending_only: bool = False) -> list[dict[str, Any]]:
-    sql = "SELECT o.event_id, o.queued_at, o.done, e.kind FROM outbox o LEFT JOIN nostr_events e ON e.id = o.event_id"
+    sql = (
+        "SELECT o.event_id, o.queued_at, o.done, e.kind FROM outbox o"
+        " LEFT JOIN nostr_events e ON e.id = o.event_id"
+    )
     if pending_only:
         sql += " WHERE o.done = 0"
     result: list[dict[str, Any]] = []
     for event_id, queued_at, done, kind in conn.execute(sql + " ORDER BY o.queued_at, o.event_id"):
         deliveries = [
-            {"relay": relay, "state": state, "reason": reason, "attempts": attempts,
-             "last_attempt": last_attempt, "next_attempt": next_attempt}
+            {
+                "relay": relay,
+                "state": state,
+                "reason": reason,
+                "attempts": attempts,
+                "last_attempt": last_attempt,
+                "next_attempt": next_attempt,
+            }
             for relay, state, reason, attempts, last_attempt, next_attempt in conn.execute(
                 "SELECT relay_url, state, reason, attempts, last_attempt, next_attempt"
                 " FROM outbox_delivery WHERE event_id = ? ORDER BY relay_url",
                 (event_id,),
             )
         ]
-        result.append({"event_id": event_id, "kind": kind, "queued_at": queued_at,
-                       "done": bool(done), "deliveries": deliveries})
+        result.append(
+            {
+                "event_id": event_id,
+                "kind": kind,
+                "queued_at": queued_at,
+                "done": bool(done),
+                "deliveries": deliveries,
+            }
+        )
     return result
 
 
 def attempts(conn: apsw.Connection, event_id: str, relay: str) -> int | None:
     row = conn.execute(
-        "SELECT attempts FROM outbox_delivery WHERE event_id = ? AND relay_url = ?", (event_id, relay)
+        "SELECT attempts FROM outbox_delivery WHERE event_id = ? AND relay_url = ?",
+        (event_id, relay),
     ).fetchone()
     return None if row is None else int(row[0])

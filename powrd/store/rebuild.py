@@ -8,6 +8,7 @@ import apsw
 
 from powrd.protocol.event import Event
 from powrd.store import processed as processed_rows
+from powrd.store import queries
 from powrd.store.rows import Processed
 
 PROCESSED_TABLES = (
@@ -25,7 +26,7 @@ PROCESSED_TABLES = (
 def snapshot(conn: apsw.Connection) -> dict[str, object]:
     """Row counts per processed table plus the incomplete set, for a before/after report."""
     figures: dict[str, object] = {
-        table: int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
+        table: queries.count(conn, f"SELECT count(*) FROM {table}")  # noqa: S608
         for table in PROCESSED_TABLES
     }
     figures["incomplete"] = sorted(
@@ -35,7 +36,7 @@ def snapshot(conn: apsw.Connection) -> dict[str, object]:
             " JOIN nostr_events e ON e.seq = i.template_seq"
         )
     )
-    figures["fetch_queue"] = int(conn.execute("SELECT count(*) FROM fetch_queue").fetchone()[0])
+    figures["fetch_queue"] = queries.count(conn, "SELECT count(*) FROM fetch_queue")
     return figures
 
 

@@ -10,7 +10,7 @@ from tenacity import RetryCallState, wait_exponential_jitter
 
 
 def strategy(minimum: float, maximum: float) -> wait_exponential_jitter:
-    """Exponential from ``minimum`` doubling per attempt, plus up to ``minimum`` of jitter, capped."""
+    """Exponential from ``minimum``, doubling per attempt, plus up to ``minimum`` of jitter."""
     return wait_exponential_jitter(multiplier=minimum, max=maximum, jitter=minimum)
 
 

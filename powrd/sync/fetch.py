@@ -16,8 +16,8 @@ from typing import Any
 
 import websockets
 
-from powrd.protocol.filters import Filter
 from powrd.protocol.event import loads
+from powrd.protocol.filters import Filter
 from powrd.protocol.session import (
     EndOfStored,
     Incoming,
@@ -45,7 +45,7 @@ def is_fetchable_url(url: str) -> bool:
 
 
 async def fetch_once(
-    url: str, filters: Sequence[Filter], *, timeout: float, max_frame_bytes: int, max_events: int
+    url: str, filters: Sequence[Filter], *, within: float, max_frame_bytes: int, max_events: int
 ) -> FetchResult:
     """Ask ``url`` for ``filters`` once and return the events served before EOSE.
 
@@ -54,11 +54,12 @@ async def fetch_once(
     """
     session = RelaySession(max_frame_bytes=max_frame_bytes)
     result = FetchResult()
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     try:
-        async with asyncio.timeout(timeout):
-            ws = await websockets.connect(url, max_size=HARD_FRAME_CAP, open_timeout=timeout,
-                                          close_timeout=1, proxy=None)
+        async with asyncio.timeout(within):
+            ws = await websockets.connect(
+                url, max_size=HARD_FRAME_CAP, open_timeout=within, close_timeout=1, proxy=None
+            )
             try:
                 await ws.send(session.open_subscription("fetch", filters))
                 async for frame in ws:
@@ -79,21 +80,23 @@ async def fetch_once(
                     await ws.close()
     except TimeoutError:
         left = max(0.0, deadline - time.monotonic())
-        raise FetchFailed(f"no EOSE within {timeout:.0f} s" if left == 0 else "timed out") from None
+        raise FetchFailed(f"no EOSE within {within:.0f} s" if left == 0 else "timed out") from None
     except (OSError, websockets.exceptions.WebSocketException) as error:
         raise FetchFailed(f"connect: {error}") from None
 
 
-async def publish_once(url: str, events_json: Sequence[str], *, timeout: float) -> dict[str, tuple[bool, str]]:
+async def publish_once(
+    url: str, events_json: Sequence[str], *, within: float
+) -> dict[str, tuple[bool, str]]:
     """Send events and wait for the relay's ``OK`` on each: event id → (accepted, message).
 
     Raises:
-        FetchFailed: on connection errors or when an ``OK`` is missing after ``timeout``.
+        FetchFailed: on connection errors or when an ``OK`` is missing after ``within`` seconds.
     """
     session = RelaySession()
     replies: dict[str, tuple[bool, str]] = {}
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             ws = await websockets.connect(url, max_size=HARD_FRAME_CAP, close_timeout=1, proxy=None)
             try:
                 for raw in events_json:
@@ -110,6 +113,6 @@ async def publish_once(url: str, events_json: Sequence[str], *, timeout: float) 
                 with contextlib.suppress(Exception):
                     await ws.close()
     except TimeoutError:
-        raise FetchFailed(f"no OK for every event within {timeout:.0f} s") from None
+        raise FetchFailed(f"no OK for every event within {within:.0f} s") from None
     except (OSError, websockets.exceptions.WebSocketException) as error:
         raise FetchFailed(f"connect: {error}") from None

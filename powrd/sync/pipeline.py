@@ -127,7 +127,9 @@ class Pipeline:
                 events.append((parse_event(obj), size))
             except Rejected as rejection:
                 event_id = obj.get("id") if isinstance(obj, dict) else None
-                result.rejected.append((event_id if isinstance(event_id, str) else None, rejection.reason))
+                result.rejected.append(
+                    (event_id if isinstance(event_id, str) else None, rejection.reason)
+                )
         fresh = [(e, s) for e, s in events if e.id not in self.seen]
         result.duplicates += len(events) - len(fresh)
         if fresh:
@@ -169,7 +171,9 @@ class Pipeline:
 
         return operation
 
-    def _finish(self, source: str, prepared: list[IngestItem], batch: BatchResult, result: SubmitResult) -> None:
+    def _finish(
+        self, source: str, prepared: list[IngestItem], batch: BatchResult, result: SubmitResult
+    ) -> None:
         result.batch = batch
         for event_id in batch.deleted:
             self.seen.discard(event_id)
@@ -190,7 +194,11 @@ class Pipeline:
             self.on_commit(batch)
 
     async def submit(
-        self, source: str, items: Sequence[tuple[Any, int]], *, also: AlsoInTransaction | None = None
+        self,
+        source: str,
+        items: Sequence[tuple[Any, int]],
+        *,
+        also: AlsoInTransaction | None = None,
     ) -> SubmitResult:
         """Validate and store decoded events ``(object, size in bytes)``; returns once committed.
 
@@ -222,7 +230,9 @@ class Pipeline:
         prepared = self._prepare(source, items, result)
         now = int(self.clock())
         try:
-            batch = self.store.writer.call(self._operation(source, prepared, list(result.rejected), now, None))
+            batch = self.store.writer.call(
+                self._operation(source, prepared, list(result.rejected), now, None)
+            )
         except BaseException:
             for item in prepared:
                 self.seen.discard(item.event.id)

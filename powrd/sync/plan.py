@@ -26,7 +26,9 @@ def scope_key(flt: Filter) -> str:
     return hashlib.sha256(f"{authors}|{kinds}".encode()).hexdigest()[:16]
 
 
-def plan(authors: tuple[str, ...], kinds: tuple[int, ...], max_authors_per_filter: int) -> list[Scope]:
+def plan(
+    authors: tuple[str, ...], kinds: tuple[int, ...], max_authors_per_filter: int
+) -> list[Scope]:
     if not authors or not kinds:
         return []
     return [Scope(scope_key(f), f) for f in split_authors(authors, kinds, max_authors_per_filter)]

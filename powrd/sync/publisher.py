@@ -11,6 +11,7 @@ backoff until the relay accepts or definitively rejects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -81,9 +82,7 @@ class Publisher:
         self.clock = clock
         self.deliveries: dict[str, RelayDelivery] = {}
 
-    async def publish(
-        self, kind: Any, content: Any, tags: Any, created_at: Any = None
-    ) -> str:
+    async def publish(self, kind: Any, content: Any, tags: Any, created_at: Any = None) -> str:
         """Sign, store and queue an event; returns its id once all of that is durable.
 
         Raises:
@@ -111,8 +110,9 @@ class Publisher:
                 outbox.enqueue(conn, event.id, relays, now)
 
         raw = event.to_json()
-        result = await self.pipeline.submit("local", [(event.to_dict(), len(raw.encode()))],
-                                            also=queue_for_delivery)
+        result = await self.pipeline.submit(
+            "local", [(event.to_dict(), len(raw.encode()))], also=queue_for_delivery
+        )
         if result.rejected:
             raise PublishError(f"event refused: {result.rejected[0][1]}")
         if not result.stored and not result.duplicates:
@@ -127,7 +127,11 @@ class RelayDelivery:
     """Delivers the outbox to one relay over its worker's connection."""
 
     def __init__(
-        self, url: str, pipeline: Pipeline, settings: PublisherSettings, *,
+        self,
+        url: str,
+        pipeline: Pipeline,
+        settings: PublisherSettings,
+        *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url
@@ -138,17 +142,21 @@ class RelayDelivery:
         self.in_flight: set[str] = set()
         self.awaiting_auth: set[str] = set()
 
-    async def _record(self, event_id: str, state: str, *, reason: str | None = None,
-                      retry_attempt: int = 0) -> None:
+    async def _record(
+        self, event_id: str, state: str, *, reason: str | None = None, retry_attempt: int = 0
+    ) -> None:
         now = int(self.clock())
         next_attempt = 0
         if state == outbox.FAILED:
             s = self.settings
-            next_attempt = now + int(backoff.delay(retry_attempt, s.retry_min_seconds, s.retry_max_seconds))
+            next_attempt = now + int(
+                backoff.delay(retry_attempt, s.retry_min_seconds, s.retry_max_seconds)
+            )
         url = self.url
         await self.store.writer.run(
-            lambda conn: outbox.record(conn, event_id, url, state, now, reason=reason,
-                                       next_attempt=next_attempt)
+            lambda conn: outbox.record(
+                conn, event_id, url, state, now, reason=reason, next_attempt=next_attempt
+            )
         )
 
     def _attempts(self, event_id: str) -> int:
@@ -159,15 +167,23 @@ class RelayDelivery:
         """Send due deliveries on this connection until cancelled."""
         while True:
             self.wake.clear()
-            for event_id in session.timed_out_publishes(time.monotonic(), self.settings.ok_timeout_seconds):
+            for event_id in session.timed_out_publishes(
+                time.monotonic(), self.settings.ok_timeout_seconds
+            ):
                 if event_id in self.in_flight:
                     self.in_flight.discard(event_id)
-                    await self._record(event_id, outbox.FAILED, reason="no OK from relay",
-                                       retry_attempt=self._attempts(event_id))
+                    await self._record(
+                        event_id,
+                        outbox.FAILED,
+                        reason="no OK from relay",
+                        retry_attempt=self._attempts(event_id),
+                    )
             room = self.settings.window - len(self.in_flight)
             if room > 0:
                 now = int(self.clock())
-                for event_id, raw in outbox.due(self.store.reader(), self.url, now, room + len(self.in_flight)):
+                for event_id, raw in outbox.due(
+                    self.store.reader(), self.url, now, room + len(self.in_flight)
+                ):
                     if event_id in self.in_flight or event_id in self.awaiting_auth or room <= 0:
                         continue
                     await self._record(event_id, outbox.SENT)
@@ -184,10 +200,8 @@ class RelayDelivery:
         if next_due is not None and (self.settings.window > len(self.in_flight)):
             wait = max(0.05, next_due - self.clock())
             timeout = wait if timeout is None else min(timeout, wait)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout)
-        except TimeoutError:
-            pass
 
     async def on_result(self, event_id: str, accepted: bool, message: str) -> bool:
         """Record a relay's OK; returns True when the relay wants NIP-42 AUTH first."""
@@ -200,10 +214,16 @@ class RelayDelivery:
             await self._record(event_id, outbox.PENDING, reason=message[:300])
             return True
         if state == outbox.FAILED:
-            await self._record(event_id, state, reason=message[:300], retry_attempt=self._attempts(event_id))
+            await self._record(
+                event_id, state, reason=message[:300], retry_attempt=self._attempts(event_id)
+            )
         else:
-            await self._record(event_id, state, reason=None if state == outbox.ACCEPTED else message[:300])
-        log.info("delivery", relay=self.url, event_id=event_id, state=state, reason=message[:200] or None)
+            await self._record(
+                event_id, state, reason=None if state == outbox.ACCEPTED else message[:300]
+            )
+        log.info(
+            "delivery", relay=self.url, event_id=event_id, state=state, reason=message[:200] or None
+        )
         self.wake.set()
         return False
 

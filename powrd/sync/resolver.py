@@ -112,10 +112,8 @@ class Resolver:
                 continue
             next_due = fetchqueue.next_due(self.store.reader())
             timeout = None if next_due is None else max(0.05, next_due - self.clock())
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
 
     async def run_once(self) -> bool:
         """Attempt every due coordinate (one batch); returns False when nothing was due."""
@@ -153,7 +151,9 @@ class Resolver:
             self.requests += 1
             try:
                 result = await fetch_once(
-                    url, batch_filters(wanted), timeout=self.settings.fetch_timeout_seconds,
+                    url,
+                    batch_filters(wanted),
+                    within=self.settings.fetch_timeout_seconds,
                     max_frame_bytes=self.settings.max_frame_bytes,
                     max_events=len(wanted) * 4 + 50,
                 )
@@ -186,10 +186,14 @@ class Resolver:
                 tries = attempts.get(entry.coordinate, 1)
                 delay = backoff.delay(tries, s.retry_min_seconds, s.retry_max_seconds)
                 error = "; ".join(failed)[:500]
-                decisions.append((entry.coordinate, fetchqueue.PENDING, now + int(delay) + 1, error))
+                decisions.append(
+                    (entry.coordinate, fetchqueue.PENDING, now + int(delay) + 1, error)
+                )
             else:
                 retry_at = now + s.not_found_retry_seconds
-                decisions.append((entry.coordinate, fetchqueue.NOT_FOUND, retry_at, "no relay had it"))
+                decisions.append(
+                    (entry.coordinate, fetchqueue.NOT_FOUND, retry_at, "no relay had it")
+                )
 
         def operation(conn: apsw.Connection) -> None:
             for coordinate, state, next_attempt, error in decisions:
