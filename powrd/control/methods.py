@@ -142,6 +142,9 @@ def _library_methods(daemon: Daemon, reader: Callable[[], Any]) -> dict[str, Han
         _only(params, "kind", "content", "tags", "created_at")
         if daemon.publisher is None:
             raise MethodError(NOT_READY, "the daemon is still starting")
+        if daemon.store is not None and daemon.store.writer.full:
+            # Refuse at once rather than leave the client unsure whether it was stored.
+            raise MethodError(PUBLISH_FAILED, "the disk is full; nothing was stored (see status)")
         try:
             event_id = await daemon.publisher.publish(
                 params.get("kind"),

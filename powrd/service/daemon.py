@@ -193,9 +193,11 @@ class Daemon:
     async def stop(self) -> None:
         if self.state == "stopped":
             return
+        started = self.state != "starting"
         self.state = "stopping"
         self.notifier.stopping()
-        log.info("powrd stopping")
+        if started:
+            log.info("powrd stopping")
         tasks = [task for _, task in self.workers.values()] + self._background
         for task in tasks:
             task.cancel()
@@ -206,7 +208,8 @@ class Daemon:
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
         self.state = "stopped"
-        log.info("powrd stopped")
+        if started:
+            log.info("powrd stopped")
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -10,6 +10,9 @@ import apsw
 
 from powrd.store.schema import LATEST_VERSION, MIGRATIONS
 
+# Above this size the start-up integrity check is limited to the schema (see _check_usable).
+QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024
+
 
 class StoreError(RuntimeError):
     """The database cannot be used; the message says why and what to do."""
@@ -61,6 +64,11 @@ def _check_usable(conn: apsw.Connection, path: Path) -> None:
     # a daemon that cannot commit must say so at start-up, not at its first event.
     if conn.readonly("main"):
         raise StoreError(f"{path}: database is read-only; make it writable by the daemon's user")
+    # Reading the schema catches a damaged header at once; a full quick_check reads every
+    # page, so it only runs on small files (start-up must stay fast on a big store).
+    conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()
+    if path.stat().st_size > QUICK_CHECK_MAX_BYTES:
+        return
     problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
     if problems != ["ok"]:
         first = str(problems[0]).replace("\n", " ")[:200]

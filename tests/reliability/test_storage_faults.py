@@ -20,7 +20,7 @@ from pathlib import Path
 import apsw
 import pytest
 
-from powrd.control.client import ControlClient, ControlError, call_sync
+from powrd.control.client import ControlClient, ControlError, RpcError, call_sync
 from powrd.protocol.event import loads
 from powrd.protocol.validate import Policy
 from powrd.store.store import Store
@@ -102,9 +102,9 @@ async def test_disk_full_pauses_ingest_keeps_answering_reads_and_resumes(
         assert any("disk full" in problem for problem in status["health"]), status["health"]
         assert status["state"] == "running"
         held = status["counts"]["events"]
-        publish = asyncio.create_task(
-            writes.call("publish", {"kind": 33401, "content": "", "tags": EXERCISE_TAGS})
-        )
+        # A publish is refused at once, so the client knows it was not stored.
+        with pytest.raises(RpcError, match="disk is full"):
+            await writes.call("publish", {"kind": 33401, "content": "", "tags": EXERCISE_TAGS})
         retries = writer.stats.full_retries
         await wait_for(lambda: writer.stats.full_retries >= retries + 3, what="more retries")
 
@@ -117,10 +117,10 @@ async def test_disk_full_pauses_ingest_keeps_answering_reads_and_resumes(
         assert exercises["exercises"]
         found = await reads.call("events.query", {"filter": {"kinds": [33402], "limit": 3}})
         assert len(found["events"]) == 3
-        assert not publish.done()  # not acknowledged: it is not durable yet
 
         give_space_back(writer)
-        reply = await asyncio.wait_for(publish, 15)
+        await wait_for(lambda: not writer.full, what="the writer to find space again")
+        reply = await writes.call("publish", {"kind": 33401, "content": "", "tags": EXERCISE_TAGS})
         await wait_for(lambda: current_ids(corpus) <= stored_ids(daemon), what="ingest to resume")
         assert reply["id"] in stored_ids(daemon)
         status = await reads.call("status")
