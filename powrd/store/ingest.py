@@ -5,70 +5,53 @@ passed validation (shape, policy, id, signature). For each event it applies, in 
 duplicate check, deletion tombstones, addressable/replaceable replacement, the raw
 event and its tags, NIP-09 deletions it carries, the processed NIP-101e rows, and the
 dependency bookkeeping (incomplete templates, fetch queue, re-resolution of dependents).
+
+Events whose outcome depends on the order of the batch (deletions, a second version
+of an address, a repeated id) go through :func:`ingest_one`; the runs between them are
+stored in bulk by :mod:`powrd.store.bulk` with the same result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 import apsw
 
 from powrd.protocol import reasons
-from powrd.protocol.event import Event, dumps, is_addressable, is_replaceable
+from powrd.protocol.event import Event, dumps
 from powrd.protocol.validate import expiration
+from powrd.store import bulk
 from powrd.store import processed as processed_rows
-from powrd.store.rows import Processed
+from powrd.store.batch import (
+    DUPLICATE,
+    REJECTED,
+    STORED,
+    SUPERSEDED,
+    Address,
+    BatchResult,
+    IngestItem,
+    Outcome,
+    event_address,
+    is_newer,
+)
 
-STORED = "stored"
-SUPERSEDED = "superseded"  # stored, but an existing version is newer
-DUPLICATE = "duplicate"
-REJECTED = "rejected"
-
-
-@dataclass(frozen=True, slots=True)
-class IngestItem:
-    event: Event
-    source: str
-    processed: Processed
-    raw: str | None = None  # compact JSON when the caller already has it
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    status: str
-    reason: str | None = None
-
-
-@dataclass(slots=True)
-class BatchResult:
-    outcomes: list[Outcome] = field(default_factory=list)
-    arrived: set[str] = field(default_factory=set)  # coordinates that became current
-    missing: set[str] = field(default_factory=set)  # coordinates newly queued for fetch
-    changed: set[str] = field(default_factory=set)  # content ids whose cached answers are stale
-    deleted: set[str] = field(default_factory=set)  # ids of events removed by deletion or expiry
-
-    @property
-    def stored(self) -> int:
-        return sum(1 for o in self.outcomes if o.status in (STORED, SUPERSEDED))
+__all__ = [
+    "DUPLICATE",
+    "REJECTED",
+    "STORED",
+    "SUPERSEDED",
+    "BatchResult",
+    "IngestItem",
+    "Outcome",
+    "delete_event_rows",
+    "expire",
+    "ingest",
+    "ingest_one",
+    "log_rejections",
+]
 
 
-def _address(event: Event) -> tuple[int, str, str] | None:
-    if is_addressable(event.kind):
-        return (event.kind, event.pubkey, event.d_tag)
-    if is_replaceable(event.kind):
-        return (event.kind, event.pubkey, "")
-    return None
-
-
-def _is_newer(created_at: int, event_id: str, other_created_at: int, other_id: str) -> bool:
-    """NIP-01: newest created_at wins; on a tie the lowest id wins."""
-    if created_at != other_created_at:
-        return created_at > other_created_at
-    return event_id < other_id
-
-
-def _tombstoned(conn: apsw.Connection, event: Event, address: tuple[int, str, str] | None) -> bool:
+def _tombstoned(conn: apsw.Connection, event: Event, address: Address | None) -> bool:
     """Whether a NIP-09 deletion by this event's author covers it (its id or its address)."""
     coordinate = f"{address[0]}:{address[1]}:{address[2]}" if address is not None else event.id
     for target, deleted_until in conn.execute(
@@ -82,7 +65,7 @@ def _tombstoned(conn: apsw.Connection, event: Event, address: tuple[int, str, st
 
 def _insert_event(conn: apsw.Connection, item: IngestItem, current: bool, now: int) -> int:
     event = item.event
-    address = _address(event)
+    address = event_address(event)
     conn.execute(
         "INSERT INTO nostr_events (id, pubkey, kind, created_at, d_tag, raw_event, received_at,"
         " source, expires_at, current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -174,7 +157,7 @@ def ingest_one(conn: apsw.Connection, item: IngestItem, now: int, result: BatchR
     event = item.event
     if conn.execute("SELECT 1 FROM nostr_events WHERE id = ?", (event.id,)).fetchone():
         return Outcome(DUPLICATE)
-    address = _address(event)
+    address = event_address(event)
     if _tombstoned(conn, event, address):
         return Outcome(REJECTED, reasons.DELETED)
     current = True
@@ -185,7 +168,7 @@ def ingest_one(conn: apsw.Connection, item: IngestItem, now: int, result: BatchR
             address,
         ).fetchone()
         if existing is not None:
-            if _is_newer(event.created_at, event.id, existing[1], existing[2]):
+            if is_newer(event.created_at, event.id, existing[1], existing[2]):
                 conn.execute("UPDATE nostr_events SET current = 0 WHERE seq = ?", (existing[0],))
                 processed_rows.remove(conn, existing[0])
             else:
@@ -205,10 +188,24 @@ def ingest_one(conn: apsw.Connection, item: IngestItem, now: int, result: BatchR
 
 
 def ingest(conn: apsw.Connection, items: Sequence[IngestItem], now: int) -> BatchResult:
-    """Store a batch of validated events (a writer operation)."""
+    """Store a batch of validated events (a writer operation).
+
+    Returns:
+        One outcome per item in input order, plus what the batch made current, queued
+        for fetching, invalidated and deleted.
+    """
     result = BatchResult()
-    for item in items:
-        result.outcomes.append(ingest_one(conn, item, now, result))
+    planned = [(item, event_address(item.event)) for item in items]
+    coordinate_ids: dict[str, int] = {}
+    run: list[bulk.Planned] = []
+    for entry, one_by_one in zip(planned, bulk.one_by_one(planned), strict=True):
+        if one_by_one:
+            bulk.ingest_run(conn, run, now, result, coordinate_ids)
+            run = []
+            result.outcomes.append(ingest_one(conn, entry[0], now, result))
+        else:
+            run.append(entry)
+    bulk.ingest_run(conn, run, now, result, coordinate_ids)
     result.missing -= result.arrived
     return result
 
