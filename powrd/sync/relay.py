@@ -2,8 +2,10 @@
 
 Two tasks per connection: a reader that turns frames into session outputs on a
 bounded queue (back-pressure reaches the relay through TCP), and a consumer that
-batches events into the pipeline, drives paging and answers CLOSED/AUTH. A relay that
-floods or stalls only ever fills its own queue.
+batches events into the pipeline, counts what the session dropped and answers
+CLOSED/AUTH. Which REQs to send and when (paging, EOSE timeouts, retries, rate limits)
+is :mod:`powrd.sync.backfill`'s job. A relay that floods or stalls only ever fills its
+own queue.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ import structlog
 import websockets
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from websockets.asyncio.client import ClientConnection
+from websockets.frames import CloseCode
 
-from powrd.protocol import messages
-from powrd.protocol.paging import Backfill
+from powrd.protocol import messages, reasons
 from powrd.protocol.session import (
     AuthRequested,
     Dropped,
@@ -36,8 +38,9 @@ from powrd.protocol.session import (
 from powrd.protocol.signing import auth_event
 from powrd.store import checkpoints
 from powrd.sync import backoff
-from powrd.sync.plan import Scope
+from powrd.sync.backfill import ScopeSync, Subscriptions
 from powrd.sync.pipeline import Pipeline
+from powrd.sync.plan import Scope
 from powrd.sync.publisher import RelayDelivery
 from powrd.sync.status import RelayState, RelayStatus
 
@@ -52,6 +55,8 @@ BATCH_MAX = 500
 
 @dataclass(frozen=True, slots=True)
 class SyncSettings:
+    """The ``[sync]`` settings a relay worker uses (see config/powrd.toml)."""
+
     overlap_seconds: int = 600
     page_limit: int = 500
     max_frame_bytes: int = 1024 * 1024
@@ -70,31 +75,18 @@ class StableSessionEnded(Exception):
     """A connection that had been healthy ended: reconnect with a fresh backoff."""
 
 
-@dataclass(slots=True)
-class _ScopeSync:
-    scope: Scope
-    backfill: Backfill
-    live_sub: str | None = None
-    page_sub: str | None = None  # the subscription of the page being fetched
-    newest_committed: int | None = None
-    complete: bool = False
+class _Wake:
+    """Queued to make the consumer look at its flags (a resync was requested)."""
 
 
 @dataclass(slots=True)
 class _Connection:
     ws: ClientConnection
     session: RelaySession
-    scopes: dict[str, _ScopeSync] = field(default_factory=dict)  # sub id → scope sync
-    sub_filters: dict[str, list[Any]] = field(default_factory=dict)
-    page_deadline: dict[str, float] = field(default_factory=dict)
+    subscriptions: Subscriptions
     waiting_for_auth: set[str] = field(default_factory=set)
     challenge: str | None = None
     auth_event_id: str | None = None
-    next_sub: int = 0
-
-    def new_sub_id(self, prefix: str) -> str:
-        self.next_sub += 1
-        return f"{prefix}{self.next_sub}"
 
 
 class RelayWorker:
@@ -131,15 +123,19 @@ class RelayWorker:
         self.keys = keys
         self.clock = clock
         self.status = RelayStatus(url, read=read, write=write)
-        self._resync = asyncio.Event()
+        self._resync = False
         self._connection: _Connection | None = None
+        self._queue: asyncio.Queue[Any] | None = None
         self._last_attempt = 0.0
 
     # -- public -----------------------------------------------------------------
 
     def request_resync(self) -> None:
         """Re-run the backfill of every scope on the current connection (``sync.now``)."""
-        self._resync.set()
+        self._resync = True
+        # Wake an idle consumer; a busy one (full queue) sees the flag on its next turn.
+        if self._queue is not None and not self._queue.full():
+            self._queue.put_nowait(_Wake())
 
     async def run(self) -> None:
         while True:
@@ -164,7 +160,9 @@ class RelayWorker:
         self.status.state = RelayState.BACKOFF
         self.status.backoff_seconds = delay
         self.status.next_retry_at = self.clock() + delay
-        log.info("relay backoff", relay=self.url, delay_s=round(delay, 2), error=self.status.last_error)
+        log.info(
+            "relay backoff", relay=self.url, delay_s=round(delay, 2), error=self.status.last_error
+        )
 
     async def _connect_once(self) -> None:
         # Never two connection attempts closer than the minimum interval, whatever the backoff.
@@ -205,16 +203,24 @@ class RelayWorker:
 
     async def _serve(self, ws: ClientConnection) -> None:
         session = RelaySession(max_frame_bytes=self.settings.max_frame_bytes)
-        conn = _Connection(ws, session)
-        self._connection = conn
+        subscriptions = Subscriptions(
+            self.url, session, ws.send, self.scopes, self.settings, self.status,
+            load_checkpoint=self._load_checkpoint, save_checkpoint=self._save_checkpoint,
+            on_complete=self.on_backfill_complete, clock=self.clock,
+        )
+        conn = _Connection(ws, session, subscriptions)
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.settings.queue_max_events)
+        self._connection, self._queue = conn, queue
         tasks = [asyncio.create_task(self._read(ws, session, queue), name=f"read {self.url}")]
         if self.delivery is not None:
-            tasks.append(asyncio.create_task(self.delivery.pump(ws.send, session), name=f"publish {self.url}"))
+            pump = self.delivery.pump(ws.send, session)
+            tasks.append(asyncio.create_task(pump, name=f"publish {self.url}"))
         try:
-            await self._start_backfill(conn)
+            self._resync = False
+            await subscriptions.start()
             await self._consume(conn, queue, tasks)
         finally:
+            self._connection, self._queue = None, None
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -223,97 +229,57 @@ class RelayWorker:
             if self.delivery is not None:
                 await self.delivery.connection_lost()
 
-    async def _read(self, ws: ClientConnection, session: RelaySession, queue: asyncio.Queue[Any]) -> None:
+    async def _read(
+        self, ws: ClientConnection, session: RelaySession, queue: asyncio.Queue[Any]
+    ) -> None:
         try:
             async for frame in ws:
                 for output in session.receive(frame):
                     await queue.put(output)
         except websockets.exceptions.ConnectionClosed as closed:
+            if closed.sent is not None and closed.sent.code == CloseCode.MESSAGE_TOO_BIG:
+                # websockets refused a frame over the hard cap, which ends the connection.
+                await queue.put(Dropped(reasons.FRAME_TOO_LARGE, None, "over the hard cap"))
+                cap = HARD_FRAME_CAP // (1024 * 1024)
+                reason = f"frame over the {cap} MiB hard cap (message too big)"
+                await queue.put(ConnectionLost(reason))
+                return
             await queue.put(ConnectionLost(f"connection closed: {closed}"))
             return
         await queue.put(ConnectionLost("connection closed by relay"))
 
-    # -- backfill ---------------------------------------------------------------
+    # -- checkpoints ------------------------------------------------------------
 
-    async def _start_backfill(self, conn: _Connection) -> None:
-        self._resync.clear()
-        self.status.backfill_complete = not self.scopes
-        reader = self.pipeline.store.reader()
-        for scope in self.scopes:
-            since = checkpoints.get(reader, self.url, scope.key)
-            if since is not None:
-                since = max(0, since - self.settings.overlap_seconds)
-            sync = _ScopeSync(scope, Backfill([scope.filter], since, self.settings.page_limit))
-            await self._next_page(conn, sync, first=True)
+    def _load_checkpoint(self, scope_key: str) -> int | None:
+        return checkpoints.get(self.pipeline.store.reader(), self.url, scope_key)
 
-    async def _next_page(self, conn: _Connection, sync: _ScopeSync, *, first: bool = False) -> None:
-        filters = sync.backfill.next_request()
-        if filters is None:
-            await self._backfill_done(sync)
-            return
-        sub_id = conn.new_sub_id("live" if first else "page")
-        sync.page_sub = sub_id
-        if first:
-            sync.live_sub = sub_id  # the first page's subscription stays open for live events
-        conn.scopes[sub_id] = sync
-        await self._send_req(conn, sub_id, filters)
-
-    async def _send_req(self, conn: _Connection, sub_id: str, filters: list[Any]) -> None:
-        if self.status.throttle_seconds:
-            await asyncio.sleep(self.status.throttle_seconds)
-        conn.sub_filters[sub_id] = filters
-        conn.page_deadline[sub_id] = time.monotonic() + self.settings.eose_timeout_seconds
-        await conn.ws.send(conn.session.open_subscription(sub_id, filters))
-
-    async def _backfill_done(self, sync: _ScopeSync) -> None:
-        sync.complete = True
-        sync.page_sub = None
-        for warning in sync.backfill.warnings:
-            log.warning("backfill", relay=self.url, scope=sync.scope.key, reason=warning)
-        await self._advance_checkpoint(sync)
-        if self._connection is not None and all(s.complete for s in self._connection.scopes.values()):
-            self.status.backfill_complete = True
-            log.info("backfill complete", relay=self.url)
-            if self.on_backfill_complete is not None:
-                self.on_backfill_complete()
-
-    async def _advance_checkpoint(self, sync: _ScopeSync) -> None:
-        if not sync.complete or sync.newest_committed is None:
-            return
-        since, url, key, now = sync.newest_committed, self.url, sync.scope.key, int(self.clock())
-        await self.pipeline.store.writer.run(lambda c: checkpoints.advance(c, url, key, since, now))
-
-    async def _page_ended(self, conn: _Connection, sub_id: str, *, complete: bool) -> None:
-        sync = conn.scopes.get(sub_id)
-        conn.page_deadline.pop(sub_id, None)
-        if sync is None or sync.complete:
-            return
-        if sub_id != sync.live_sub:
-            del conn.scopes[sub_id]
-            await conn.ws.send(conn.session.close_subscription(sub_id))
-        if not complete:
-            # No EOSE: keep what arrived, but never move the checkpoint past a gap.
-            sync.backfill = Backfill([], None, self.settings.page_limit)
-            self.status.last_error = f"subscription {sub_id}: no EOSE within timeout"
-            return
-        sync.backfill.page_done()
-        await self._next_page(conn, sync)
+    async def _save_checkpoint(self, scope_key: str, since: int) -> None:
+        url, now = self.url, int(self.clock())
+        await self.pipeline.store.writer.run(
+            lambda c: checkpoints.advance(c, url, scope_key, since, now)
+        )
 
     # -- consuming --------------------------------------------------------------
 
     async def _consume(
         self, conn: _Connection, queue: asyncio.Queue[Any], tasks: list[asyncio.Task[None]]
     ) -> None:
+        subscriptions = conn.subscriptions
         while True:
             for task in tasks[1:]:
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     raise ConnectionLost(f"publishing failed: {task.exception()}")
-            if self._resync.is_set():
-                await self._start_backfill(conn)
+            if self._resync:
+                self._resync = False
+                await subscriptions.resync()
             try:
-                first = await asyncio.wait_for(queue.get(), timeout=self._next_deadline(conn))
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation when the get completes at the same moment, which under a
+                # flood is every time, and the worker would then never stop.
+                async with asyncio.timeout(subscriptions.next_timer()):
+                    first = await queue.get()
             except TimeoutError:
-                await self._expire_pages(conn)
+                await subscriptions.fire_timers()
                 continue
             items = [first]
             while len(items) < BATCH_MAX and not queue.empty():
@@ -321,7 +287,8 @@ class RelayWorker:
             batch: list[Incoming] = []
             for item in items:
                 if isinstance(item, Incoming):
-                    self._observe(conn, item)
+                    event = item.event
+                    subscriptions.observe(item.sub_id, event.get("created_at"), event.get("id"))
                     batch.append(item)
                     continue
                 await self._flush(conn, batch)
@@ -330,27 +297,9 @@ class RelayWorker:
                     raise item
                 await self._handle(conn, item)
             await self._flush(conn, batch)
-
-    def _next_deadline(self, conn: _Connection) -> float | None:
-        if not conn.page_deadline:
-            return None if not self._resync.is_set() else 0
-        return max(0.0, min(conn.page_deadline.values()) - time.monotonic()) + 0.01
-
-    async def _expire_pages(self, conn: _Connection) -> None:
-        now = time.monotonic()
-        for sub_id, deadline in list(conn.page_deadline.items()):
-            if deadline <= now:
-                await self._page_ended(conn, sub_id, complete=False)
-
-    def _observe(self, conn: _Connection, item: Incoming) -> None:
-        sync = conn.scopes.get(item.sub_id)
-        if sync is None or sync.complete or sync.page_sub != item.sub_id:
-            return
-        conn.page_deadline[item.sub_id] = time.monotonic() + self.settings.eose_timeout_seconds
-        obj = item.event
-        created_at, event_id = obj.get("created_at"), obj.get("id")
-        if type(created_at) is int and isinstance(event_id, str):
-            sync.backfill.observe(created_at, event_id)
+            # A flood keeps the queue full; timers must still fire on time.
+            if subscriptions.next_timer() == 0.0:
+                await subscriptions.fire_timers()
 
     async def _flush(self, conn: _Connection, batch: list[Incoming]) -> None:
         if not batch:
@@ -363,30 +312,24 @@ class RelayWorker:
         status.events_rejected += len(result.rejected)
         status.last_event_at = self.clock()
         for event_id, reason in result.rejected:
+            status.rejected[reasons.reason_key(reason)] += 1
             log.debug("event rejected", relay=self.url, event_id=event_id, reason=reason)
         if not result.stored:
             return
-        newest: dict[int, int] = {}
+        subscriptions = conn.subscriptions
         sub_of = {i.event.get("id"): i.sub_id for i in batch}
-        touched: list[_ScopeSync] = []
+        newest: dict[int, tuple[ScopeSync, int]] = {}
         for event in result.stored:
-            sync = conn.scopes.get(sub_of.get(event.id, ""))
-            if sync is None:
-                continue
-            key = id(sync)
-            if newest.get(key, -1) < event.created_at:
-                newest[key] = event.created_at
-                if sync not in touched:
-                    touched.append(sync)
-        for sync in touched:
-            created = newest[id(sync)]
-            if sync.newest_committed is None or created > sync.newest_committed:
-                sync.newest_committed = created
-            await self._advance_checkpoint(sync)
+            sync = subscriptions.scope_of(sub_of.get(event.id, ""))
+            if sync is not None:
+                _, seen = newest.get(id(sync), (sync, -1))
+                newest[id(sync)] = (sync, max(seen, event.created_at))
+        for sync, created_at in newest.values():
+            await subscriptions.committed(sync, created_at)
 
     async def _handle(self, conn: _Connection, item: Any) -> None:
         if isinstance(item, EndOfStored):
-            await self._page_ended(conn, item.sub_id, complete=True)
+            await conn.subscriptions.on_eose(item.sub_id)
         elif isinstance(item, SubscriptionClosed):
             await self._on_closed(conn, item.sub_id, item.message)
         elif isinstance(item, Dropped):
@@ -395,7 +338,7 @@ class RelayWorker:
         elif isinstance(item, Notice):
             self.status.notices += 1
             if messages.machine_prefix(item.message) == "rate-limited":
-                self._slow_down()
+                conn.subscriptions.slow_down()
             log.info("relay notice", relay=self.url, notice=item.message[:200])
         elif isinstance(item, AuthRequested):
             conn.challenge = item.challenge
@@ -404,31 +347,19 @@ class RelayWorker:
         elif isinstance(item, PublishResult):
             await self._on_ok(conn, item)
 
-    def _slow_down(self) -> None:
-        current = self.status.throttle_seconds
-        self.status.throttle_seconds = min(60.0, max(1.0, current * 2))
-
     async def _on_closed(self, conn: _Connection, sub_id: str, message: str) -> None:
         prefix = messages.machine_prefix(message)
-        filters = conn.sub_filters.get(sub_id)
         log.info("subscription closed by relay", relay=self.url, sub=sub_id, reason=message[:200])
-        if filters is None:
+        if prefix != "auth-required":
+            await conn.subscriptions.on_closed(sub_id, prefix == "rate-limited", message)
             return
-        if prefix == "auth-required":
-            if self.keys is None:
-                self.status.last_error = "relay requires NIP-42 AUTH but no identity is configured"
-                conn.page_deadline.pop(sub_id, None)
-                return
-            conn.waiting_for_auth.add(sub_id)
-            conn.page_deadline.pop(sub_id, None)
-            if conn.challenge is not None:
-                await self._authenticate(conn)
-        elif prefix == "rate-limited":
-            self._slow_down()
-            await self._send_req(conn, sub_id, filters)
-        else:
-            self.status.last_error = f"subscription closed: {message[:200]}"
-            await self._page_ended(conn, sub_id, complete=False)
+        conn.subscriptions.hold(sub_id)
+        if self.keys is None:
+            self.status.last_error = "relay requires NIP-42 AUTH but no identity is configured"
+            return
+        conn.waiting_for_auth.add(sub_id)
+        if conn.challenge is not None:
+            await self._authenticate(conn)
 
     async def _authenticate(self, conn: _Connection) -> None:
         if self.keys is None or conn.challenge is None:
@@ -456,4 +387,4 @@ class RelayWorker:
             self.delivery.authenticated()
         waiting, conn.waiting_for_auth = conn.waiting_for_auth, set()
         for sub_id in sorted(waiting):
-            await self._send_req(conn, sub_id, conn.sub_filters[sub_id])
+            await conn.subscriptions.resend(sub_id)

@@ -28,7 +28,9 @@ class RelayStatus:
     events_stored: int = 0
     events_rejected: int = 0
     events_duplicate: int = 0
+    # Frames the session refused, and events the pipeline rejected, by reason.
     dropped: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
     last_error: str | None = None
     last_connected_at: float | None = None
     last_event_at: float | None = None
@@ -55,10 +57,13 @@ class RelayStatus:
             "events_rejected": self.events_rejected,
             "events_duplicate": self.events_duplicate,
             "dropped": dict(self.dropped),
+            "rejected": dict(self.rejected),
             "last_error": self.last_error,
             "last_connected_at": self.last_connected_at,
             "last_event_at": self.last_event_at,
             "next_retry_s": next_retry,
             "backoff_s": round(self.backoff_seconds, 3),
             "backfill_complete": self.backfill_complete,
+            "throttle_s": round(self.throttle_seconds, 3),
+            "notices": self.notices,
         }

@@ -1,0 +1,335 @@
+"""One connection's read subscriptions: live streams, backfill pages, timeouts, retries.
+
+Per scope a connection holds one *live* subscription and, while a backfill runs, one
+*page* in flight. The first page of the first run is also the live subscription: it
+stays open after its EOSE. Later pages are separate subscriptions, closed at their
+EOSE. A page has ``eose_timeout_seconds`` of silence to finish; when it does not, the
+run is abandoned (what arrived is kept, the checkpoint stays where it was) and a new
+run from the checkpoint is scheduled with backoff. If the page that timed out was the
+live subscription, it is replaced by one without ``limit``: a relay that never sends
+EOSE would otherwise have its live events refused as over the first page's limit.
+
+``rate-limited:`` answers slow every REQ of the connection down: requests are spaced
+by a throttle that doubles on each such answer and halves on each completed page.
+Nothing here sleeps: delayed requests and retries are timers the connection's consumer
+fires (:meth:`Subscriptions.next_timer`, :meth:`Subscriptions.fire_timers`), so a
+throttled or stalled subscription never holds up events already received.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import structlog
+
+from powrd.protocol.filters import Filter
+from powrd.protocol.paging import Backfill
+from powrd.protocol.session import RelaySession
+from powrd.sync import backoff
+from powrd.sync.plan import Scope
+from powrd.sync.status import RelayStatus
+
+if TYPE_CHECKING:
+    from powrd.sync.relay import SyncSettings
+
+log = structlog.get_logger("powrd.sync.backfill")
+
+# The most a rate-limited relay spaces our requests, whatever the reconnect cap.
+MAX_THROTTLE_SECONDS = 60.0
+
+Send = Callable[[str], Awaitable[None]]
+LoadCheckpoint = Callable[[str], int | None]
+SaveCheckpoint = Callable[[str, int], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class ScopeSync:
+    """The state of one scope on one connection.
+
+    Attributes:
+        run: the backfill in progress, or None between runs.
+        live_sub: the subscription streaming new events, once opened.
+        page_sub: the subscription of the page in flight.
+        newest_committed: the newest ``created_at`` stored from this scope.
+        complete: a run has completed on this connection and the live stream has not
+            broken since, so no stored event lies in a gap: the checkpoint may follow
+            new commits.
+        failures: consecutive runs abandoned; sets the retry backoff.
+        retry_at: when (``time.monotonic``) the next run starts.
+    """
+
+    scope: Scope
+    run: Backfill | None = None
+    live_sub: str | None = None
+    page_sub: str | None = None
+    newest_committed: int | None = None
+    complete: bool = False
+    failures: int = 0
+    retry_at: float | None = None
+
+
+@dataclass(slots=True)
+class _Pending:
+    due: float
+    filters: list[Filter]
+
+
+@dataclass(slots=True)
+class Subscriptions:
+    """Drives the read subscriptions of one connection; see the module docstring.
+
+    Args:
+        url: the relay, for logs and errors.
+        session: the connection's protocol state (builds REQ and CLOSE frames).
+        send: sends one frame.
+        scopes: what to backfill and stream.
+        settings: paging, timeouts and backoff.
+        status: the relay's status; throttle, errors and ``backfill_complete`` are set here.
+        load_checkpoint: the stored ``since`` of a scope key.
+        save_checkpoint: advances a scope's checkpoint (a committed write).
+        on_complete: called whenever every scope has completed a run.
+        clock: unix time, for the ``since`` of replacement live subscriptions.
+    """
+
+    url: str
+    session: RelaySession
+    send: Send
+    scopes: list[Scope]
+    settings: SyncSettings
+    status: RelayStatus
+    load_checkpoint: LoadCheckpoint
+    save_checkpoint: SaveCheckpoint
+    on_complete: Callable[[], None] | None = None
+    clock: Callable[[], float] = time.time
+    syncs: list[ScopeSync] = field(default_factory=list)
+    _by_sub: dict[str, ScopeSync] = field(default_factory=dict)
+    _filters: dict[str, list[Filter]] = field(default_factory=dict)
+    _deadlines: dict[str, float] = field(default_factory=dict)
+    _pending: dict[str, _Pending] = field(default_factory=dict)
+    _sent_at: dict[str, float] = field(default_factory=dict)
+    _last_req: float = float("-inf")
+    _slowed_at: float = float("-inf")
+    _next_sub: int = 0
+
+    # -- starting ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open every scope's first page (which becomes its live subscription)."""
+        self.syncs = [ScopeSync(scope) for scope in self.scopes]
+        self._report_progress()
+        for sync in self.syncs:
+            await self._start_run(sync)
+
+    async def resync(self) -> None:
+        """Run the backfill of every scope again (``sync.now``); live streams stay."""
+        for sync in self.syncs:
+            if sync.run is None:
+                await self._start_run(sync)
+
+    async def _start_run(self, sync: ScopeSync) -> None:
+        since = self.load_checkpoint(sync.scope.key)
+        if since is not None:
+            since = max(0, since - self.settings.overlap_seconds)
+        sync.retry_at = None
+        sync.run = Backfill([sync.scope.filter], since, self.settings.page_limit)
+        self._report_progress()
+        await self._next_page(sync)
+
+    async def _next_page(self, sync: ScopeSync) -> None:
+        assert sync.run is not None
+        filters = sync.run.next_request()
+        if filters is None:
+            await self._run_done(sync)
+            return
+        live = sync.live_sub is None
+        sub_id = self._new_sub_id("live" if live else "page")
+        if live:
+            sync.live_sub = sub_id
+        sync.page_sub = sub_id
+        self._by_sub[sub_id] = sync
+        await self._request(sub_id, filters)
+
+    async def _run_done(self, sync: ScopeSync) -> None:
+        assert sync.run is not None
+        for warning in sync.run.warnings:
+            log.warning("backfill", relay=self.url, scope=sync.scope.key, reason=warning)
+        sync.run, sync.page_sub = None, None
+        sync.complete, sync.failures = True, 0
+        await self._save(sync)
+        if self._report_progress():
+            log.info("backfill complete", relay=self.url)
+            if self.on_complete is not None:
+                self.on_complete()
+
+    def _report_progress(self) -> bool:
+        """Set ``status.backfill_complete``; True when it just became true."""
+        done = all(s.complete and s.run is None and s.retry_at is None for s in self.syncs)
+        became = done and not self.status.backfill_complete
+        self.status.backfill_complete = done
+        return became
+
+    # -- requests ---------------------------------------------------------------
+
+    def _new_sub_id(self, prefix: str) -> str:
+        self._next_sub += 1
+        return f"{prefix}{self._next_sub}"
+
+    async def _request(self, sub_id: str, filters: list[Filter], *, delay: float = 0.0) -> None:
+        """Send a REQ now, or later when the throttle or ``delay`` says so."""
+        due = max(time.monotonic() + delay, self._last_req + self.status.throttle_seconds)
+        self._filters[sub_id] = filters
+        if due > time.monotonic():
+            self._pending[sub_id] = _Pending(due, filters)
+            return
+        await self._send_req(sub_id, filters)
+
+    async def _send_req(self, sub_id: str, filters: list[Filter]) -> None:
+        self._pending.pop(sub_id, None)
+        self._last_req = self._sent_at[sub_id] = time.monotonic()
+        sync = self._by_sub.get(sub_id)
+        if sync is not None and sync.page_sub == sub_id:
+            # Only pages are timed: a live stream without a page may never see EOSE.
+            self._deadlines[sub_id] = self._last_req + self.settings.eose_timeout_seconds
+        await self.send(self.session.open_subscription(sub_id, filters))
+
+    async def _close(self, sub_id: str) -> None:
+        self._forget(sub_id)
+        await self.send(self.session.close_subscription(sub_id))
+
+    def _forget(self, sub_id: str) -> None:
+        self._by_sub.pop(sub_id, None)
+        self._filters.pop(sub_id, None)
+        self._deadlines.pop(sub_id, None)
+        self._pending.pop(sub_id, None)
+        self._sent_at.pop(sub_id, None)
+
+    # -- what the relay says ----------------------------------------------------
+
+    def scope_of(self, sub_id: str) -> ScopeSync | None:
+        return self._by_sub.get(sub_id)
+
+    def observe(self, sub_id: str, created_at: object, event_id: object) -> None:
+        """An event passed the session checks: count it for paging, extend the page's time."""
+        sync = self._by_sub.get(sub_id)
+        if sync is None or sync.run is None or sync.page_sub != sub_id:
+            return
+        self._deadlines[sub_id] = time.monotonic() + self.settings.eose_timeout_seconds
+        if type(created_at) is int and isinstance(event_id, str):
+            sync.run.observe(created_at, event_id)
+
+    async def on_eose(self, sub_id: str) -> None:
+        self._deadlines.pop(sub_id, None)
+        sync = self._by_sub.get(sub_id)
+        if sync is None or sync.run is None or sync.page_sub != sub_id:
+            return
+        self._ease_throttle(sub_id)
+        if sub_id != sync.live_sub:
+            await self._close(sub_id)
+        sync.run.page_done()
+        await self._next_page(sync)
+
+    async def on_closed(self, sub_id: str, rate_limited: bool, message: str) -> None:
+        """The relay ended a subscription (other than to ask for AUTH)."""
+        sync = self._by_sub.get(sub_id)
+        filters = self._filters.get(sub_id)
+        if sync is None or filters is None:
+            return
+        self._deadlines.pop(sub_id, None)
+        if rate_limited:
+            self.slow_down()
+            await self._request(sub_id, filters, delay=self.status.throttle_seconds)
+            return
+        if sub_id == sync.live_sub:
+            self._forget(sub_id)
+            sync.live_sub = None
+            sync.complete = False  # events may have been missed before a new live stream
+        await self._abandon(sync, f"subscription closed by relay: {message[:200]}")
+
+    def hold(self, sub_id: str) -> None:
+        """Stop timing a subscription that waits for something else (NIP-42 AUTH)."""
+        self._deadlines.pop(sub_id, None)
+        self._pending.pop(sub_id, None)
+
+    async def resend(self, sub_id: str) -> None:
+        """Send a held subscription's REQ again."""
+        filters = self._filters.get(sub_id)
+        if filters is not None:
+            await self._request(sub_id, filters)
+
+    def slow_down(self) -> None:
+        current = self.status.throttle_seconds
+        self._slowed_at = time.monotonic()
+        cap = min(MAX_THROTTLE_SECONDS, self.settings.reconnect_max_seconds)
+        floor = self.settings.reconnect_min_seconds
+        self.status.throttle_seconds = min(cap, max(floor, current * 2))
+
+    def _ease_throttle(self, sub_id: str) -> None:
+        # Only a page asked at the slower pace shows the relay is content with it.
+        if self._sent_at.get(sub_id, float("-inf")) < self._slowed_at:
+            return
+        eased = self.status.throttle_seconds / 2
+        floor = self.settings.reconnect_min_seconds
+        self.status.throttle_seconds = eased if eased >= floor else 0.0
+
+    async def committed(self, sync: ScopeSync, newest_created_at: int) -> None:
+        """Events of ``sync`` up to ``newest_created_at`` are committed."""
+        # Only after a complete run and with the live stream unbroken since: otherwise
+        # a gap may lie behind the newest event, and the checkpoint must not pass it.
+        if sync.newest_committed is None or newest_created_at > sync.newest_committed:
+            sync.newest_committed = newest_created_at
+            await self._save(sync)
+
+    async def _save(self, sync: ScopeSync) -> None:
+        if sync.complete and sync.newest_committed is not None:
+            await self.save_checkpoint(sync.scope.key, sync.newest_committed)
+
+    # -- timers -----------------------------------------------------------------
+
+    def next_timer(self) -> float | None:
+        """Seconds until :meth:`fire_timers` has something to do, or None."""
+        times = list(self._deadlines.values()) + [p.due for p in self._pending.values()]
+        times += [s.retry_at for s in self.syncs if s.retry_at is not None]
+        if not times:
+            return None
+        return max(0.0, min(times) - time.monotonic())
+
+    async def fire_timers(self) -> None:
+        now = time.monotonic()
+        for sub_id, deadline in list(self._deadlines.items()):
+            sync = self._by_sub.get(sub_id)
+            if deadline <= now and sync is not None:
+                timeout = self.settings.eose_timeout_seconds
+                await self._abandon(sync, f"subscription {sub_id}: no EOSE within {timeout:g} s")
+        for sub_id, pending in sorted(self._pending.items(), key=lambda item: item[1].due):
+            if pending.due <= now:
+                await self._send_req(sub_id, pending.filters)
+        for sync in self.syncs:
+            if sync.retry_at is not None and sync.retry_at <= now:
+                await self._start_run(sync)
+
+    async def _abandon(self, sync: ScopeSync, reason: str) -> None:
+        """Give up the run in progress: keep what arrived, retry later from the checkpoint."""
+        page = sync.page_sub
+        if page is not None and page == sync.live_sub:
+            # The live stream must not stay under a page's limit with no EOSE to lift it.
+            await self._close(page)
+            sync.complete = False
+            sync.live_sub = self._new_sub_id("live")
+            self._by_sub[sync.live_sub] = sync
+            since = int(self.clock())
+            await self._request(sync.live_sub, [sync.scope.filter.with_bounds(since=since)])
+        elif page is not None:
+            await self._close(page)
+        sync.run, sync.page_sub = None, None
+        sync.failures += 1
+        delay = backoff.delay(
+            sync.failures, self.settings.reconnect_min_seconds, self.settings.reconnect_max_seconds
+        )
+        sync.retry_at = time.monotonic() + delay
+        self._report_progress()
+        self.status.last_error = f"{reason}; backfill retry in {delay:.1f} s"
+        log.warning("backfill abandoned", relay=self.url, scope=sync.scope.key, reason=reason,
+                    retry_s=round(delay, 2))
