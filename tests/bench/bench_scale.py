@@ -23,25 +23,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import pstats
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 # Run as a script, the repository root (for tests.support) is not on the path by itself.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from powrd.control.client import ControlError, call_sync
-from powrd.store import queries
-from powrd.store.database import open_reader_connection
+from powrd.protocol.event import loads
 from tests.bench.scale_filler import Filler, ensure_filler, read_chunks
+from tests.bench.scale_processes import (
+    RunningDaemon,
+    Stalled,
+    copy_store,
+    db_bytes,
+    fresh_dir,
+    print_profile,
+    proc_status_kib,
+    run_import,
+    stored_events,
+)
 from tests.support.corpus import current_ids, generate_corpus
 from tests.support.daemon import write_config
 from tests.support.daemon_process import REPO_ROOT, child_environment
@@ -50,145 +56,15 @@ from tests.support.relays import start_local_relay
 
 # Events per relay.publish call: the helper parses and sorts a whole call in memory.
 PUBLISH_CHUNK = 20_000
+# nostr-sdk's in-memory relay drops its oldest events beyond 75,000; stay well below.
+RELAY_CAPACITY = 60_000
 CORPUS_AUTHORS, CORPUS_SEED = 8, 11
 STARTUP_RUNS = 3
 FLAT_POLL_SECONDS = 0.05
-RSS_SAMPLE_SECONDS = 0.5
-# counts.events is a count(*) over every stored event: poll a long backfill gently.
 BACKFILL_POLL_SECONDS = 1.0
-
-
-# ---------------------------------------------------------------------------- processes
-
-
-def db_bytes(directory: Path) -> int:
-    """Size on disk of ``powrd.db`` and its ``-wal``/``-shm`` companions."""
-    return sum(p.stat().st_size for p in directory.glob("powrd.db*"))
-
-
-def stored_events(directory: Path) -> int:
-    """``counts.events`` of a store that no daemon has open."""
-    conn = open_reader_connection(directory / "powrd.db")
-    try:
-        return int(queries.counts(conn)["events"])
-    finally:
-        conn.close()
-
-
-def proc_status_kib(pid: int, key: str) -> int:
-    """A ``VmRSS``/``VmHWM``-style figure of ``/proc/<pid>/status`` in KiB (0 if gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def command(config: Path, *args: str, profile: Path | None = None) -> list[str]:
-    prefix = [sys.executable]
-    if profile is not None:
-        prefix += ["-m", "cProfile", "-o", str(profile)]
-    return [*prefix, "-m", "powrd", "--config", str(config), *args]
-
-
-def run_import(config: Path, source: Path) -> tuple[float, int, str]:
-    """``powrd import``: (seconds, peak RSS in KiB from wait4, its output)."""
-    log = config.parent / "import.log"
-    with log.open("w") as out:
-        started = time.perf_counter()
-        child = subprocess.Popen(command(config, "import", str(source)), cwd=REPO_ROOT,
-                                 env=child_environment(), stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    output = log.read_text()
-    if child.returncode != 0:
-        raise SystemExit(f"powrd import failed ({child.returncode}): {output[-2000:]}")
-    return seconds, usage.ru_maxrss, output
-
-
-class RunningDaemon:
-    """A ``powrd run`` subprocess with its RSS sampled in a thread every 0.5 s."""
-
-    def __init__(self, config: Path, profile: Path | None = None) -> None:
-        self.socket = config.parent / "powrd.sock"
-        self._log = (config.parent / "daemon.log").open("ab")
-        self.started = time.perf_counter()
-        self.process = subprocess.Popen(command(config, "run", profile=profile), cwd=REPO_ROOT,
-                                        env=child_environment(), stdout=self._log,
-                                        stderr=subprocess.STDOUT)
-        self.peak_rss_kib = 0
-        self._stop_sampling = threading.Event()
-        self._sampler = threading.Thread(target=self._sample, daemon=True)
-        self._sampler.start()
-
-    def _sample(self) -> None:
-        while not self._stop_sampling.wait(RSS_SAMPLE_SECONDS):
-            self.peak_rss_kib = max(self.peak_rss_kib, proc_status_kib(self.process.pid, "VmRSS"))
-
-    def status(self) -> dict[str, Any] | None:
-        """The ``status`` reply, or None while nothing answers."""
-        if self.process.poll() is not None:
-            log = (self.socket.parent / "daemon.log").read_text(errors="replace")[-2000:]
-            raise SystemExit(f"powrd run exited with {self.process.returncode}: {log}")
-        try:
-            reply: dict[str, Any] = call_sync(self.socket, "status", timeout=60.0)
-        except (ControlError, OSError):
-            return None
-        return reply
-
-    def wait_events(self, expected: int, interval: float, timeout: float) -> float:
-        """Poll ``status`` until ``counts.events`` reaches ``expected``; seconds since spawn."""
-        deadline = time.perf_counter() + timeout
-        last = 0
-        while time.perf_counter() < deadline:
-            status = self.status()
-            if status is not None:
-                last = status["counts"]["events"]
-                if last >= expected:
-                    return time.perf_counter() - self.started
-            time.sleep(interval)  # a polling interval, not synchronisation
-        raise SystemExit(f"counts.events stuck at {last:,} of {expected:,} after {timeout} s")
-
-    def stop(self) -> int:
-        """SIGTERM, wait, and return the kernel's peak RSS figure (VmHWM) in KiB."""
-        high_water = proc_status_kib(self.process.pid, "VmHWM")
-        self._stop_sampling.set()
-        self.process.terminate()
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
-        return max(high_water, self.peak_rss_kib)
-
-
-def fresh_dir(parent: Path, name: str) -> Path:
-    path = parent / name
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    return path
-
-
-def copy_store(source: Path, target: Path) -> Path:
-    """A copy of the database files of ``source`` in a fresh directory."""
-    target = fresh_dir(target.parent, target.name)
-    for part in source.glob("powrd.db*"):
-        shutil.copy2(part, target / part.name)
-    return target
-
-
-def print_profile(path: Path | None, title: str, lines: int = 25) -> None:
-    if path is None or not path.exists():
-        return
-    print(f"\n--- profile: {title} (cumulative, top {lines}) ---")
-    pstats.Stats(str(path)).sort_stats("cumulative").print_stats(lines)
-    print(f"--- profile: {title} (own time, top {lines}) ---")
-    pstats.Stats(str(path)).sort_stats("tottime").print_stats(lines)
+# A sync that stores nothing new for this long has hung (seen once in many runs: a relay
+# worker reporting "connected" with no connection left); the flat step retries it once.
+STALL_SECONDS = 60.0
 
 
 # ---------------------------------------------------------------------------- steps
@@ -196,147 +72,252 @@ def print_profile(path: Path | None, title: str, lines: int = 25) -> None:
 
 @dataclass
 class Results:
-    """Every figure, filled in step by step."""
+    """Every figure, filled in step by step (absent when its step did not run)."""
 
     figures: dict[str, float] = field(default_factory=dict)
 
 
-def step_import(workdir: Path, filler: Filler, results: Results) -> Path:
+def step_import(workdir: Path, filler: Filler, results: Results, reuse: bool) -> Path:
     """Store A: the filler imported with ``powrd import``; returns its directory."""
-    store_a = fresh_dir(workdir, "store-a")
-    config = write_config(store_a)
-    print(f"importing {filler.events:,} events into store A ...", flush=True)
-    seconds, peak_kib, output = run_import(config, filler.path)
-    print("  " + output.strip().replace("\n", "\n  "))
-    results.figures.update({
-        "import_seconds": seconds, "import_rate": filler.events / seconds,
-        "import_peak_rss_mb": peak_kib / 1024, "db_mb": db_bytes(store_a) / 1e6,
-        "stored_a": stored_events(store_a),
-    })
+    store_a = workdir / "store-a"
+    if reuse and (store_a / "powrd.db").exists() and stored_events(store_a) == filler.events:
+        print("store A: reused", flush=True)
+    else:
+        store_a = fresh_dir(workdir, "store-a")
+        config = write_config(store_a)
+        print(f"importing {filler.events:,} events into store A ...", flush=True)
+        seconds, peak_kib, output = run_import(config, filler.path)
+        print("  " + output.strip().replace("\n", "\n  "))
+        results.figures.update({"import_seconds": seconds, "import_rate": filler.events / seconds,
+                                "import_peak_rss_mb": peak_kib / 1024})
+    results.figures.update({"db_mb": db_bytes(store_a) / 1e6,
+                            "stored_a": stored_events(store_a)})
     return store_a
 
 
 def step_startup(store_a: Path, results: Results, profile_dir: Path | None) -> None:
-    """``powrd run`` on store A: spawn to the first ``status`` answer, three times."""
+    """``powrd run`` on store A: spawn to the first ``status`` answer, three times.
+
+    Also timed, to say where start-up goes: a bare interpreter importing the daemon's
+    modules, and ``status`` itself once the daemon is up.
+    """
+    imports = [_seconds_to_run([sys.executable, "-c", "import powrd.cli.main, "
+                                "powrd.service.daemon, powrd.control.methods"])
+               for _ in range(STARTUP_RUNS)]
     config = write_config(store_a)
-    times = []
+    times, status_seconds = [], []
     for run in range(STARTUP_RUNS):
         profile = profile_dir / f"startup-{run}.prof" if profile_dir else None
         daemon = RunningDaemon(config, profile)
-        status = None
-        while status is None and time.perf_counter() - daemon.started < 60:
-            status = daemon.status()
-            if status is None:
-                time.sleep(0.005)  # a polling interval, not synchronisation
-        elapsed = time.perf_counter() - daemon.started
-        daemon.stop()
-        if status is None:
-            raise SystemExit("powrd run never answered status")
+        try:
+            elapsed = daemon.wait(lambda d: d.status() is not None, 0.005, 60, "status")
+            for _ in range(3):
+                started = time.perf_counter()
+                daemon.status()
+                status_seconds.append(time.perf_counter() - started)
+        finally:
+            daemon.stop()
         times.append(elapsed)
-        print(f"  start-up run {run + 1}: {elapsed:.3f} s to the first status "
-              f"({status['counts']['events']:,} events)", flush=True)
-        if run == 0 and profile_dir:
-            print_profile(profile, "start-up")
-    results.figures["startup_median"] = statistics.median(times)
-    results.figures["startup_max"] = max(times)
+        print(f"  start-up run {run + 1}: {elapsed:.3f} s to the first status", flush=True)
+    results.figures.update({
+        "startup_median": statistics.median(times), "startup_max": max(times),
+        "imports_median": statistics.median(imports),
+        "status_median": statistics.median(status_seconds),
+    })
+    print_profile(profile_dir / "startup-0.prof" if profile_dir else None, "start-up")
 
 
-def sync_run(store: Path, relay_url: str, authors: tuple[str, ...], expected: int,
-             interval: float, profile: Path | None = None) -> tuple[float, int]:
-    """``powrd run`` syncing until ``counts.events == expected``: (seconds, peak RSS KiB)."""
-    config = write_config(store, relays=[relay_url], authors=list(authors))
+def _seconds_to_run(argv: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, cwd=REPO_ROOT, env=child_environment(), check=True)
+    return time.perf_counter() - started
+
+
+def sync_run(store: Path, relay_urls: list[str], authors: tuple[str, ...],
+             done: Callable[[RunningDaemon], bool], interval: float,
+             profile: Path | None = None) -> tuple[float, int]:
+    """``powrd run`` syncing until ``done``: (seconds since spawn, peak RSS in KiB)."""
+    config = write_config(store, relays=relay_urls, authors=list(authors))
     daemon = RunningDaemon(config, profile)
     try:
-        seconds = daemon.wait_events(expected, interval, timeout=3600)
+        seconds = daemon.wait(done, interval, 3600, f"the sync into {store}", STALL_SECONDS)
     finally:
         peak = daemon.stop()
     return seconds, peak
 
 
-async def step_flat(workdir: Path, store_a: Path, n_corpus: int, results: Results,
+def status_reached(total: int) -> Callable[[RunningDaemon], bool]:
+    def done(daemon: RunningDaemon) -> bool:
+        status = daemon.status()
+        return status is not None and status["counts"]["events"] >= total
+    return done
+
+
+def store_holds(ids: list[str]) -> Callable[[RunningDaemon], bool]:
+    return lambda daemon: daemon.store.holds_all(ids)
+
+
+async def step_flat(workdir: Path, store_a: Path, args: argparse.Namespace, results: Results,
                     profile_dir: Path | None) -> None:
-    """The same 20,000-event corpus synced into an empty store and into a copy of A."""
-    corpus = generate_corpus(n_corpus, CORPUS_AUTHORS, seed=CORPUS_SEED)
-    expected = len(current_ids(corpus))
+    """The same corpus synced into an empty store and into a copy of A, alternately.
+
+    Each pair runs twice over: finished when ``status`` reports the expected count
+    (polled every 50 ms), and finished when the daemon's file holds every expected id
+    (read from this process, so the daemon answers no ``status`` at all).
+    """
+    corpus = generate_corpus(args.corpus, CORPUS_AUTHORS, seed=CORPUS_SEED)
+    expected = sorted(current_ids(corpus))
     authors = tuple(pubkey_of(keys_for(CORPUS_SEED, i)) for i in range(CORPUS_AUTHORS))
+    base = results.figures["stored_a"]
+    rates: dict[str, list[float]] = {}
     async with await start_local_relay() as relay:
         await relay.publish(corpus)
-        empty = fresh_dir(workdir, "flat-empty")
-        profile = profile_dir / "flat-empty.prof" if profile_dir else None
-        seconds, _ = await asyncio.to_thread(
-            sync_run, empty, relay.url, authors, expected, FLAT_POLL_SECONDS, profile)
-        results.figures["flat_empty_rate"] = expected / seconds
-        print(f"  empty store: {expected:,} events in {seconds:.2f} s", flush=True)
+        for repeat in range(args.flat_repeats):
+            for mode in ("status", "store"):
+                for kind in ("empty", "full"):
+                    name = f"flat-{mode}-{kind}"
+                    profile = (profile_dir / f"{name}.prof"
+                               if profile_dir and repeat == 0 else None)
+                    total = len(expected) + (int(base) if kind == "full" else 0)
+                    done = status_reached(total) if mode == "status" else store_holds(expected)
+                    seconds = await _flat_once(workdir, store_a if kind == "full" else None,
+                                               relay.url, authors, done, profile, name)
+                    rates.setdefault(name, []).append(len(expected) / seconds)
+                    print(f"  {name} #{repeat + 1}: {len(expected):,} events in {seconds:.2f} s",
+                          flush=True)
+    for name, values in rates.items():
+        results.figures[name] = statistics.median(values)
+    for mode in ("status", "store"):
+        results.figures[f"flat-{mode}-ratio"] = (results.figures[f"flat-{mode}-full"]
+                                                 / results.figures[f"flat-{mode}-empty"])
+    for name in sorted(rates):
+        print_profile(profile_dir / f"{name}.prof" if profile_dir else None, name)
 
-        full = await asyncio.to_thread(copy_store, store_a, workdir / "flat-full")
-        base = await asyncio.to_thread(stored_events, full)
-        profile = profile_dir / "flat-full.prof" if profile_dir else None
-        seconds, _ = await asyncio.to_thread(
-            sync_run, full, relay.url, authors, base + expected, FLAT_POLL_SECONDS, profile)
-        results.figures["flat_full_rate"] = expected / seconds
-        print(f"  store with {base:,} events: {expected:,} events in {seconds:.2f} s", flush=True)
-    results.figures["flat_ratio"] = (results.figures["flat_full_rate"]
-                                     / results.figures["flat_empty_rate"])
-    print_profile(profile_dir / "flat-empty.prof" if profile_dir else None, "sync, empty")
-    print_profile(profile_dir / "flat-full.prof" if profile_dir else None, "sync, full")
+
+async def _flat_once(workdir: Path, copy_of: Path | None, relay_url: str,
+                     authors: tuple[str, ...], done: Callable[[RunningDaemon], bool],
+                     profile: Path | None, name: str) -> float:
+    """One flat-at-scale sync into an empty store or a copy of ``copy_of``; retried once."""
+    for attempt in (1, 2):
+        store = fresh_dir(workdir, "flat-empty") if copy_of is None else \
+            await asyncio.to_thread(copy_store, copy_of, workdir / "flat-full")
+        try:
+            seconds, _ = await asyncio.to_thread(
+                sync_run, store, [relay_url], authors, done, FLAT_POLL_SECONDS, profile)
+            return seconds
+        except Stalled as stalled:
+            print(f"  {name}: STALLED ({stalled}); "
+                  + ("retrying" if attempt == 1 else "giving up"), flush=True)
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def step_backfill(workdir: Path, filler: Filler, results: Results,
                         profile_dir: Path | None) -> None:
-    """The whole filler backfilled from a relay into an empty store, RSS sampled."""
-    async with await start_local_relay() as relay:
+    """The whole filler backfilled from relays into an empty store, RSS sampled.
+
+    nostr-sdk's in-memory relay keeps only its newest 75,000 events, so the filler's
+    authors are split over as many relays as it takes to hold at most 60,000 each; the
+    daemon backfills from all of them at once.
+    """
+    n_relays = max(1, -(-filler.events // RELAY_CAPACITY))
+    relay_of = {author: index % n_relays for index, author in enumerate(filler.authors)}
+    relays = [await start_local_relay() for _ in range(n_relays)]
+    try:
         started = time.perf_counter()
         for index, chunk in enumerate(read_chunks(filler.path, PUBLISH_CHUNK)):
-            await relay.publish(chunk)
+            parts: list[list[str]] = [[] for _ in relays]
+            for line in chunk:
+                parts[relay_of[loads(line)["pubkey"]]].append(line)
+            await asyncio.gather(*(relay.publish(part) for relay, part in zip(relays, parts, strict=True)))
             if index % 10 == 9:
-                print(f"  relay: {(index + 1) * PUBLISH_CHUNK:,} events published", flush=True)
+                print(f"  {(index + 1) * PUBLISH_CHUNK:,} events published to {n_relays} relays",
+                      flush=True)
         results.figures["publish_rate"] = filler.events / (time.perf_counter() - started)
         store = fresh_dir(workdir, "backfill")
         profile = profile_dir / "backfill.prof" if profile_dir else None
+        progress = BackfillProgress(filler.current)
         seconds, peak_kib = await asyncio.to_thread(
-            sync_run, store, relay.url, filler.authors, filler.current,
+            sync_run, store, [relay.url for relay in relays], filler.authors, progress,
             BACKFILL_POLL_SECONDS, profile)
-    results.figures.update({"backfill_rate": filler.current / seconds,
-                            "backfill_seconds": seconds, "backfill_peak_mb": peak_kib / 1024})
+    finally:
+        for relay in relays:
+            relay.stop()
+    results.figures.update({"backfill_rate": filler.current / seconds, "relays": n_relays,
+                            "backfill_seconds": seconds, "backfill_peak_mb": peak_kib / 1024,
+                            "backfill_rss_end_mb": progress.rss_kib / 1024})
     print(f"  backfill: {filler.current:,} events in {seconds:.1f} s", flush=True)
     print_profile(profile, "backfill")
+
+
+@dataclass
+class BackfillProgress:
+    """The backfill's end condition; prints progress and RSS every 30 s."""
+
+    expected: int
+    rss_kib: int = 0
+    _last_print: float = field(default_factory=time.perf_counter)
+
+    def __call__(self, daemon: RunningDaemon) -> bool:
+        stored = daemon.store.events()
+        self.rss_kib = proc_status_kib(daemon.process.pid, "VmRSS")
+        if time.perf_counter() - self._last_print >= 30:
+            self._last_print = time.perf_counter()
+            print(f"  {stored:,} of {self.expected:,} stored after "
+                  f"{self._last_print - daemon.started:.0f} s; RSS {self.rss_kib / 1024:.0f} MB "
+                  f"(peak so far {daemon.peak_rss_kib / 1024:.0f} MB)", flush=True)
+        return stored >= self.expected
 
 
 # ---------------------------------------------------------------------------- report
 
 
-def summary(results: Results, stored: int, corpus: int) -> str:
+def summary(results: Results, args: argparse.Namespace) -> str:
+    """Each figure next to its target, as a table."""
     f = results.figures
-    cores = len(os.sched_getaffinity(0))
-    rows = [
-        ("filler import (powrd import)", f"{f['import_rate']:,.0f} events/s "
-         f"({f['import_seconds']:.0f} s)", "-", ""),
-        ("  import peak RSS", f"{f['import_peak_rss_mb']:.0f} MB", "-", ""),
-        ("  store A on disk", f"{f['db_mb']:,.0f} MB ({f['stored_a']:,} events)", "-", ""),
-        ("start-up to status, median of 3", f"{f['startup_median']:.3f} s "
-         f"(max {f['startup_max']:.3f})", "< 1 s", _verdict(f["startup_median"] < 1.0)),
-        (f"sync {corpus:,}, empty store", f"{f['flat_empty_rate']:,.0f} events/s", "-", ""),
-        (f"sync {corpus:,}, {f['stored_a']:,} stored", f"{f['flat_full_rate']:,.0f} events/s",
-         "-", ""),
-        ("  ratio full / empty", f"{f['flat_ratio']:.2f}", ">= 0.8",
-         _verdict(f["flat_ratio"] >= 0.8)),
-        ("relay publish (setup)", f"{f['publish_rate']:,.0f} events/s", "-", ""),
-        (f"backfill {stored:,} from a relay", f"{f['backfill_rate']:,.0f} events/s "
-         f"({f['backfill_seconds']:.0f} s)", "-", ""),
-        ("  daemon peak RSS", f"{f['backfill_peak_mb']:.0f} MB", "< 250 MB",
-         _verdict(f["backfill_peak_mb"] < 250)),
-    ]
-    width = max(len(r[0]) for r in rows) + 2
-    value_width = max(len(r[1]) for r in rows) + 2
-    lines = [f"powrd scale benchmark: --stored {stored:,}, {cores} cores "
-             f"(os.cpu_count() {os.cpu_count()}), Python {sys.version.split()[0]}",
-             f"{'figure':<{width}}{'measured':<{value_width}}{'target':<10}verdict"]
-    lines += [f"{a:<{width}}{b:<{value_width}}{c:<10}{d}" for a, b, c, d in rows]
+    stored = f"{int(f['stored_a']):,}"
+    rows: list[tuple[str, str, str, str]] = []
+
+    def row(label: str, key: str, value: str, target: str = "-", ok: bool | None = None) -> None:
+        if key in f:
+            verdict = "" if ok is None else "met" if ok else "MISSED"
+            rows.append((label, value, target, verdict))
+
+    def fmt(key: str, pattern: str) -> str:
+        return pattern.format(f.get(key, float("nan")))
+
+    row("powrd import of the filler", "import_rate",
+        fmt("import_rate", "{:,.0f} events/s") + fmt("import_seconds", " ({:.0f} s)"))
+    row("  import peak RSS", "import_peak_rss_mb", fmt("import_peak_rss_mb", "{:.0f} MB"))
+    row("  store A on disk", "db_mb", fmt("db_mb", "{:,.0f} MB") + f" ({stored} events)")
+    row("start-up to status (median of 3)", "startup_median",
+        fmt("startup_median", "{:.3f} s") + fmt("startup_max", " (max {:.3f})"), "< 1 s",
+        f.get("startup_median", 9) < 1.0)
+    row("  interpreter + imports alone", "imports_median", fmt("imports_median", "{:.3f} s"))
+    row("  one status call, warm", "status_median",
+        fmt("status_median", "{:.3f} s").replace("nan s", "-"))
+    for mode, how in (("status", "status every 50 ms"), ("store", "file polled")):
+        row(f"sync {args.corpus:,}, empty ({how})", f"flat-{mode}-empty",
+            fmt(f"flat-{mode}-empty", "{:,.0f} events/s"))
+        row(f"sync {args.corpus:,}, {stored} stored ({how})", f"flat-{mode}-full",
+            fmt(f"flat-{mode}-full", "{:,.0f} events/s"))
+        row("  ratio full / empty", f"flat-{mode}-ratio", fmt(f"flat-{mode}-ratio", "{:.2f}"),
+            ">= 0.8", f.get(f"flat-{mode}-ratio", 0) >= 0.8)
+    row("relay publish (set-up only)", "publish_rate", fmt("publish_rate", "{:,.0f} events/s"))
+    row(f"backfill of {args.stored:,}", "backfill_rate",
+        fmt("backfill_rate", "{:,.0f} events/s") + fmt("backfill_seconds", " ({:.0f} s") +
+        fmt("relays", ", {:.0f} relay(s))"))
+    row("  daemon peak RSS", "backfill_peak_mb", fmt("backfill_peak_mb", "{:.0f} MB"),
+        "< 250 MB", f.get("backfill_peak_mb", 1e9) < 250)
+    row("  daemon RSS at the end", "backfill_rss_end_mb", fmt("backfill_rss_end_mb", "{:.0f} MB"))
+    widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
+    lines = [f"powrd scale benchmark: --stored {args.stored:,} --corpus {args.corpus:,}; "
+             f"{len(os.sched_getaffinity(0))} cores; Python {sys.version.split()[0]}",
+             "".join(h.ljust(w) for h, w in zip(("figure", "measured", "target"), widths, strict=True))
+             + "verdict"]
+    lines += ["".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + r[3] for r in rows]
     return "\n".join(lines)
-
-
-def _verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -347,15 +328,20 @@ async def run(args: argparse.Namespace) -> None:
     filler, seconds = ensure_filler(workdir, args.stored)
     print(f"filler: {filler.events:,} events ({filler.current:,} current), "
           + (f"written in {seconds:.0f} s" if seconds else "reused"), flush=True)
-    store_a = step_import(workdir, filler, results)
-    print("start-up on store A ...", flush=True)
-    step_startup(store_a, results, profile_dir)
-    print(f"flat at scale: {args.corpus:,}-event corpus ...", flush=True)
-    await step_flat(workdir, store_a, args.corpus, results, profile_dir)
-    print(f"backfill of {filler.events:,} events ...", flush=True)
-    await step_backfill(workdir, filler, results, profile_dir)
-    print()
-    print(summary(results, args.stored, args.corpus))
+    try:
+        store_a = step_import(workdir, filler, results, args.reuse_store)
+        if "startup" in args.steps:
+            print("start-up on store A ...", flush=True)
+            step_startup(store_a, results, profile_dir)
+        if "flat" in args.steps:
+            print(f"flat at scale: {args.corpus:,}-event corpus ...", flush=True)
+            await step_flat(workdir, store_a, args, results, profile_dir)
+        if "backfill" in args.steps:
+            print(f"backfill of {filler.events:,} events ...", flush=True)
+            await step_backfill(workdir, filler, results, profile_dir)
+    finally:
+        print()
+        print(summary(results, args))
 
 
 def main() -> int:
@@ -366,12 +352,19 @@ def main() -> int:
                         help="events in the corpus synced for the flat-at-scale figure")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where the filler, stores and logs go (kept; reuses the filler)")
+    parser.add_argument("--flat-repeats", type=int, default=2,
+                        help="runs of each flat-at-scale case (the median is reported)")
+    parser.add_argument("--steps", default="startup,flat,backfill",
+                        help="comma-separated subset of startup,flat,backfill")
+    parser.add_argument("--reuse-store", action="store_true",
+                        help="keep store A from an earlier run when it holds the filler")
     parser.add_argument("--profile", action="store_true",
                         help="run each daemon under cProfile and print its hottest functions")
     args = parser.parse_args()
     if args.workdir is None:
         args.workdir = Path(tempfile.gettempdir()) / "powrd-bench-scale"
     args.workdir.mkdir(parents=True, exist_ok=True)
+    args.steps = set(args.steps.split(","))
     asyncio.run(run(args))
     return 0
 
