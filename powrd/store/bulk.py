@@ -245,7 +245,7 @@ def _store(
         [(entry.seq, entry.item.event, entry.item.processed) for entry in current],
         coordinate_ids,
     )
-    _resolve(conn, current, entries[0].seq, result)
+    _resolve(conn, current, entries[0].seq, result, coordinate_ids)
 
 
 def _event_rows(entries: Sequence[_Entry], now: int) -> Iterable[tuple[Any, ...]]:
@@ -277,7 +277,11 @@ def _tag_rows(entries: Sequence[_Entry]) -> list[tuple[Any, ...]]:
 
 
 def _resolve(
-    conn: apsw.Connection, current: Sequence[_Entry], first_seq: int, result: BatchResult
+    conn: apsw.Connection,
+    current: Sequence[_Entry],
+    first_seq: int,
+    result: BatchResult,
+    coordinate_ids: dict[str, int],
 ) -> None:
     """Dependency bookkeeping for the run, and what it adds to ``arrived`` and ``changed``."""
     arrivals: dict[str, int] = {}  # coordinate -> seq of the event that made it current
@@ -288,7 +292,9 @@ def _resolve(
             arrivals[f"{event.kind}:{event.pubkey}:{address[2]}"] = entry.seq
         if entry.item.processed.dependencies:
             dependents.append((entry.seq, event.kind, entry.item.processed.dependencies))
-    resolution.resolve_run(conn, dependents, arrivals.keys(), first_seq, result)
+    resolution.resolve_run(
+        conn, dependents, arrivals.keys(), first_seq, result, coordinate_ids=coordinate_ids
+    )
     for entry in current:
         event, processed, address = entry.item.event, entry.item.processed, entry.address
         coordinate = event.coordinate

@@ -161,12 +161,15 @@ def resolve_run(
     arrivals: Collection[str],
     first_seq: int,
     result: BatchResult,
+    *,
+    coordinate_ids: Mapping[str, int],
 ) -> None:
     """Resolve a bulk run's new dependents and re-resolve older dependents of its arrivals.
 
-    A run (see :mod:`powrd.store.bulk`) only adds current events under fresh addresses,
-    so each dependent's state at the end of the run is what the per-event path leaves
-    after resolving it at its own arrival and again at every later arrival it needs.
+    A run (see :mod:`powrd.store.bulk`) only makes coordinates current: it adds events
+    and replaces versions stored before it, and nothing in it is deleted. So each
+    dependent's state at the end of the run is what the per-event path leaves after
+    resolving it at its own arrival and again at every later arrival it needs.
 
     Args:
         conn: the writer connection, inside the batch's transaction.
@@ -176,8 +179,9 @@ def resolve_run(
         first_seq: the run's first seq; every older event has a smaller one.
         result: receives coordinates newly added to the fetch queue (``missing``) and
             content ids of re-resolved older dependents (``changed``).
+        coordinate_ids: the interned id of every coordinate the dependents name.
     """
-    missing = _missing_of_new(conn, dependents, arrivals)
+    missing = _missing_of_new(conn, dependents, arrivals, coordinate_ids)
     kinds = {seq: kind for seq, kind, _ in dependents}
     if arrivals:
         older = dependents_of(conn, list(arrivals), before_seq=first_seq)
@@ -198,16 +202,16 @@ def _missing_of_new(
     conn: apsw.Connection,
     dependents: Sequence[tuple[int, int, Sequence[Reference]]],
     arrivals: Collection[str],
+    coordinate_ids: Mapping[str, int],
 ) -> Missing:
-    """What new dependents miss, from one presence query over their distinct coordinates.
+    """What new dependents miss, from one query over their distinct coordinates.
 
     Equivalent to the per-dependent query: the first reference to a coordinate gives
     its relay hint (``dependency_refs`` ignores repeats), and coordinates are ordered.
     """
     wanted = {ref.coordinate for _, _, refs in dependents for ref in refs}
-    absent = wanted.difference(arrivals)
-    if absent:
-        absent -= _present(conn, absent)
+    unsure = wanted.difference(arrivals)  # what arrived in the run is current
+    absent = _absent(conn, [coordinate_ids[c] for c in unsure]) if unsure else set()
     missing: Missing = {}
     if not absent:
         return missing
@@ -221,19 +225,16 @@ def _missing_of_new(
     return missing
 
 
-def _present(conn: apsw.Connection, coordinates: Iterable[str]) -> set[str]:
-    """The coordinates (interned, so well formed) that have a current event stored."""
-    keys = []
-    for coordinate in coordinates:
-        kind, pubkey, d = coordinate.split(":", 2)
-        keys.append((coordinate, int(kind), pubkey, d))
+def _absent(conn: apsw.Connection, coordinate_ids: list[int]) -> set[str]:
+    """The interned coordinates, by id, that have no current event stored."""
     return {
         row[0]
         for row in conn.execute(
-            "SELECT j.value ->> 0 FROM json_each(?) AS j WHERE EXISTS (SELECT 1"
-            " FROM nostr_events e WHERE e.kind = j.value ->> 1 AND e.pubkey = j.value ->> 2"
-            " AND e.d_tag = j.value ->> 3 AND e.current = 1)",
-            (dumps(keys),),
+            "SELECT c.coordinate FROM coordinates c"
+            " WHERE c.id IN (SELECT value FROM json_each(?)) AND NOT EXISTS (SELECT 1"
+            " FROM nostr_events e WHERE e.kind = c.kind AND e.pubkey = c.pubkey"
+            " AND e.d_tag = c.d_tag AND e.current = 1)",
+            (dumps(coordinate_ids),),
         )
     }
 
