@@ -18,6 +18,8 @@ from powrd.store.processed import MEDIA_UPSERT
 from powrd.store.rows import ExerciseRow, Processed, RecordRow, Reference, TemplateRow
 
 Row = tuple[object, ...]
+# Tuples (params, hashtags, formats) are dumped as they are: the same JSON arrays the
+# per-event path writes from lists.
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +146,8 @@ def intern_coordinates(
 def _add(
     tables: _Tables, seq: int, event: Event, processed: Processed, ids: dict[str, int]
 ) -> None:
-    tables.warnings.extend((seq, i, message) for i, message in enumerate(processed.warnings))
+    if processed.warnings:
+        tables.warnings.extend((seq, i, text) for i, text in enumerate(processed.warnings))
     row = processed.row
     if isinstance(row, ExerciseRow):
         _add_exercise(tables, seq, event, row)
@@ -158,7 +161,6 @@ def _add(
 
 
 def _reference_rows(seq: int, refs: Sequence[Reference], ids: dict[str, int]) -> list[Row]:
-    # dumps of the params tuple is the JSON array the per-event path writes from a list.
     return [
         (seq, position, ids[ref.coordinate], ref.relay_hint, dumps(ref.params))
         for position, ref in enumerate(refs)
@@ -170,7 +172,7 @@ def _add_exercise(tables: _Tables, seq: int, event: Event, row: ExerciseRow) -> 
     tables.exercises.append(
         (
             seq, coordinate, event.pubkey, row.title, row.equipment, row.difficulty,
-            dumps(list(row.format)), dumps(list(row.format_units)), dumps(list(row.hashtags)),
+            dumps(row.format), dumps(row.format_units), dumps(row.hashtags),
             event.content, event.created_at,
         )
     )
@@ -187,7 +189,7 @@ def _add_template(
     tables.templates.append(
         (
             seq, event.coordinate, event.pubkey, row.title, row.type, row.rounds, row.duration,
-            row.interval, row.rest_between_rounds, dumps(list(row.hashtags)), event.content,
+            row.interval, row.rest_between_rounds, dumps(row.hashtags), event.content,
             event.created_at,
         )
     )
@@ -203,8 +205,8 @@ def _add_record(
             seq, event.id, event.pubkey, event.kind, row.title, row.type, row.start, row.end,
             None if row.completed is None else int(row.completed), row.rounds_completed,
             row.interval, template.coordinate if template else None,
-            template.relay_hint if template else None, dumps(list(row.prs)),
-            dumps(list(row.hashtags)), event.content, event.created_at,
+            template.relay_hint if template else None, dumps(row.prs),
+            dumps(row.hashtags), event.content, event.created_at,
         )
     )
     tables.record_sets.extend(_reference_rows(seq, row.sets, ids))
