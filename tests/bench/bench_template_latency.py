@@ -6,6 +6,10 @@ Stores a generated corpus (100,000 events by default) through the same pipeline 
 (hits), and through the uncached :func:`resolve_template` for reference. Prints p50 and
 p99 per case.
 
+Then it starts ``powrd run`` on the same database and measures ``library.template`` over
+the control socket (one persistent connection): a first pass over the sample (cache
+misses) and a second (cache hits).
+
 Run from the repository root::
 
     python tests/bench/bench_template_latency.py [--events 100000] [--samples 2000]
@@ -14,7 +18,10 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import random
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -25,6 +32,7 @@ from pathlib import Path
 # Run as a script, the repository root (for tests.support) is not on the path by itself.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from powrd.control.client import ControlClient, ControlError
 from powrd.library.cache import QueryCache, cached_template
 from powrd.library.service import resolve_template
 from powrd.protocol.event import loads
@@ -75,6 +83,42 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
+async def over_socket(database: Path, sample: list[str]) -> tuple[list[float], list[float]]:
+    """(misses, hits) in microseconds for ``library.template`` over a running daemon's socket."""
+    config = database.with_name("bench.toml")
+    socket = database.with_name("bench.sock")
+    config.write_text(
+        f'[store]\npath = "{database}"\n[control]\nsocket = "{socket}"\n'
+        '[logging]\nlevel = "warning"\n[media]\nenabled = false\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POWRD_")}
+    daemon = subprocess.Popen([sys.executable, "-m", "powrd", "--config", str(config), "run"], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                async with ControlClient(socket) as probe:
+                    await probe.call("status")
+                break
+            except ControlError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the daemon did not answer within 30 s") from None
+                await asyncio.sleep(0.05)
+        async with ControlClient(socket) as client:
+            passes: list[list[float]] = []
+            for _ in range(2):
+                latencies = []
+                for coordinate in sample:
+                    started = time.perf_counter_ns()
+                    await client.call("library.template", {"coordinate": coordinate})
+                    latencies.append((time.perf_counter_ns() - started) / 1000)
+                passes.append(latencies)
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+    return passes[0], passes[1]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -106,6 +150,8 @@ def main() -> int:
                 into.append(timed(call, coordinate))
         hits = [timed(lambda c: cached_template(cache, conn, c, own), c) for c in sample]
         stats = cache.stats()
+        store.close()
+        socket_misses, socket_hits = asyncio.run(over_socket(Path(directory) / "bench.db", sample))
 
     print(f"corpus: {len(events):,} events ({generated:.1f} s to generate or load), "
           f"stored in {seconds:.1f} s ({len(events) / seconds:,.0f} events/s)")
@@ -117,6 +163,11 @@ def main() -> int:
     print(f"{'library.template (direct)':<28}{'n':>7}{'p50 µs':>10}{'p99 µs':>10}{'mean µs':>10}")
     for name, values in (("cache miss", misses), ("cache hit", hits),
                          ("no cache", uncached)):
+        print(f"{name:<28}{len(values):>7}{percentile(values, 0.5):>10.1f}"
+              f"{percentile(values, 0.99):>10.1f}{statistics.fmean(values):>10.1f}")
+    print()
+    print(f"{'library.template (socket)':<28}{'n':>7}{'p50 µs':>10}{'p99 µs':>10}{'mean µs':>10}")
+    for name, values in (("cache miss", socket_misses), ("cache hit", socket_hits)):
         print(f"{name:<28}{len(values):>7}{percentile(values, 0.5):>10.1f}"
               f"{percentile(values, 0.99):>10.1f}{statistics.fmean(values):>10.1f}")
     return 0
