@@ -154,6 +154,10 @@ def _apply_deletion(conn: apsw.Connection, event: Event, result: BatchResult) ->
 
 
 def ingest_one(conn: apsw.Connection, item: IngestItem, now: int, result: BatchResult) -> Outcome:
+    """The per-event path: every rule for one item, in order, against the store as it is.
+
+    The bulk runs of :mod:`powrd.store.bulk` must leave exactly what this leaves.
+    """
     event = item.event
     if conn.execute("SELECT 1 FROM nostr_events WHERE id = ?", (event.id,)).fetchone():
         return Outcome(DUPLICATE)
