@@ -13,6 +13,7 @@ from powrd.store.database import (
     open_reader_connection,
     open_writer_connection,
 )
+from powrd.store.checkpointer import Checkpointer
 from powrd.store.writer import Writer
 
 
@@ -29,14 +30,19 @@ class Store:
         self._lock = WriterLock(path)
         self._lock.acquire()
         try:
-            self.writer = Writer(open_writer_connection(path), max_batch=max_batch)
+            conn = open_writer_connection(path)
         except BaseException:
             self._lock.release()
             raise
+        # Checkpoints run on their own thread (see powrd.store.checkpointer), not in COMMIT.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        self.writer = Writer(conn, max_batch=max_batch)
+        self.checkpointer = Checkpointer(path)
         self._readers = threading.local()
         self._all_readers: list[apsw.Connection] = []
         self._guard = threading.Lock()
         self.writer.start()
+        self.checkpointer.start()
 
     def reader(self) -> apsw.Connection:
         """A read-only connection owned by the calling thread (WAL: never blocks the writer)."""
@@ -54,6 +60,7 @@ class Store:
         Readers close first, so the writer's connection is the last one and SQLite
         checkpoints and removes the -wal and -shm files.
         """
+        self.checkpointer.stop()
         with self._guard:
             for conn in self._all_readers:
                 conn.close()

@@ -135,7 +135,10 @@ def record_params(d: str, exercise: str) -> dict[str, Any]:
 
 
 def open_readonly(path: Path) -> apsw.Connection:
-    return apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    # The daemon may be checkpointing or recovering the WAL: wait rather than fail.
+    conn.setbusytimeout(5000)
+    return conn
 
 
 def integrity(path: Path) -> list[str]:
