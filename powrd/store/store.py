@@ -7,13 +7,13 @@ from pathlib import Path
 
 import apsw
 
+from powrd.store.checkpointer import Checkpointer
 from powrd.store.database import (
     StoreError,
     WriterLock,
     open_reader_connection,
     open_writer_connection,
 )
-from powrd.store.checkpointer import Checkpointer
 from powrd.store.writer import Writer
 
 
