@@ -35,9 +35,9 @@ from powrd.store.store import Store
 from powrd.sync.media import MediaFetcher, MediaSettings
 from powrd.sync.pipeline import Pipeline
 from powrd.sync.plan import plan
-from powrd.sync.publisher import Publisher, PublisherSettings, RelayDelivery
+from powrd.sync.publisher import Publisher, RelayDelivery
 from powrd.sync.relay import RelayWorker, SyncSettings
-from powrd.sync.resolver import Resolver, ResolverSettings
+from powrd.sync.resolver import Resolver
 
 log = structlog.get_logger("powrd.service")
 
@@ -47,19 +47,6 @@ STATUS_SECONDS = 10.0
 
 class StartupError(Exception):
     """The daemon cannot start; the message says what to fix."""
-
-
-def resolver_settings(config: Config) -> ResolverSettings:
-    r = config.resolver
-    return ResolverSettings(
-        max_extra_relays=r.max_extra_relays,
-        batch_max_coordinates=r.batch_max_coordinates,
-        retry_min_seconds=r.retry_min_seconds,
-        retry_max_seconds=r.retry_max_seconds,
-        not_found_retry_seconds=r.not_found_retry_seconds,
-        fetch_timeout_seconds=r.fetch_timeout_seconds,
-        max_frame_bytes=config.sync.max_frame_bytes,
-    )
 
 
 def media_settings(config: Config) -> MediaSettings:
@@ -74,11 +61,6 @@ def media_settings(config: Config) -> MediaSettings:
         timeout_seconds=m.timeout_seconds,
         allowed_types=m.allowed_types,
     )
-
-
-def publisher_settings(config: Config) -> PublisherSettings:
-    p = config.publisher
-    return PublisherSettings(p.retry_min_seconds, p.retry_max_seconds, p.ok_timeout_seconds)
 
 
 def sync_settings(config: Config) -> SyncSettings:
@@ -148,7 +130,8 @@ class Daemon:
             self.resolver = Resolver(
                 self.pipeline,
                 lambda: list(self.config.relay_urls(read=True)),
-                resolver_settings(self.config),
+                self.config.resolver,
+                max_frame_bytes=self.config.sync.max_frame_bytes,
                 backfilling=self._backfilling,
             )
             self.commit_listeners.append(self.resolver.on_commit)
@@ -260,7 +243,7 @@ class Daemon:
                 continue
             delivery = None
             if relay.write and publishing:
-                delivery = RelayDelivery(url, self.pipeline, publisher_settings(config))
+                delivery = RelayDelivery(url, self.pipeline, config.publisher)
                 deliveries[url] = delivery
             worker = RelayWorker(
                 url,

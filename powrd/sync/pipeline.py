@@ -209,33 +209,37 @@ class Pipeline:
             items: decoded event objects with their size in bytes as received.
             also: more writes for the same transaction (the outbox entry of a local event).
         """
-        self.source_stats(source).received += len(items)
-        result = SubmitResult()
-        prepared = self._prepare(source, items, result)
-        now = int(self.clock())
-        operation = self._operation(source, prepared, list(result.rejected), now, also)
+        result, prepared, operation = self._begin(source, items, also)
         try:
             batch = await self.store.writer.run(operation)
         except BaseException:
-            for item in prepared:
-                self.seen.discard(item.event.id)
+            self._forget(prepared)
             raise
         self._finish(source, prepared, batch, result)
         return result
 
     def submit_blocking(self, source: str, items: Sequence[tuple[Any, int]]) -> SubmitResult:
         """:meth:`submit` for callers without an event loop (``powrd import``)."""
+        result, prepared, operation = self._begin(source, items, None)
+        try:
+            batch = self.store.writer.call(operation)
+        except BaseException:
+            self._forget(prepared)
+            raise
+        self._finish(source, prepared, batch, result)
+        return result
+
+    def _begin(
+        self, source: str, items: Sequence[tuple[Any, int]], also: AlsoInTransaction | None
+    ) -> tuple[SubmitResult, list[IngestItem], Callable[[apsw.Connection], BatchResult]]:
+        """Everything before the writer, and the writer operation that stores the rest."""
         self.source_stats(source).received += len(items)
         result = SubmitResult()
         prepared = self._prepare(source, items, result)
         now = int(self.clock())
-        try:
-            batch = self.store.writer.call(
-                self._operation(source, prepared, list(result.rejected), now, None)
-            )
-        except BaseException:
-            for item in prepared:
-                self.seen.discard(item.event.id)
-            raise
-        self._finish(source, prepared, batch, result)
-        return result
+        return result, prepared, self._operation(source, prepared, list(result.rejected), now, also)
+
+    def _forget(self, prepared: list[IngestItem]) -> None:
+        """The batch was not stored: its ids must be verified again when they come back."""
+        for item in prepared:
+            self.seen.discard(item.event.id)

@@ -14,13 +14,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import apsw
 import nostr_sdk
 import structlog
 
+from powrd.config import PublisherConfig
 from powrd.library.authoring import AuthoringError, check_publishable
 from powrd.protocol.messages import machine_prefix
 from powrd.protocol.session import RelaySession
@@ -33,18 +33,12 @@ from powrd.sync.pipeline import Pipeline
 log = structlog.get_logger("powrd.sync.publisher")
 
 TERMINAL_PREFIXES = frozenset(("invalid", "blocked", "pow", "restricted"))
+# EVENTs sent to one relay and not yet answered by an OK, at most.
+WINDOW = 20
 
 
 class PublishError(Exception):
     """A publish request was refused; nothing was stored."""
-
-
-@dataclass(frozen=True, slots=True)
-class PublisherSettings:
-    retry_min_seconds: float = 2.0
-    retry_max_seconds: float = 600.0
-    ok_timeout_seconds: float = 15.0
-    window: int = 20
 
 
 def classify(accepted: bool, message: str) -> str:
@@ -130,7 +124,7 @@ class RelayDelivery:
         self,
         url: str,
         pipeline: Pipeline,
-        settings: PublisherSettings,
+        settings: PublisherConfig,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -178,7 +172,7 @@ class RelayDelivery:
                         reason="no OK from relay",
                         retry_attempt=self._attempts(event_id),
                     )
-            room = self.settings.window - len(self.in_flight)
+            room = WINDOW - len(self.in_flight)
             if room > 0:
                 now = int(self.clock())
                 for event_id, raw in outbox.due(
@@ -197,7 +191,7 @@ class RelayDelivery:
         if self.in_flight:
             timeout = self.settings.ok_timeout_seconds / 4
         next_due = outbox.next_due(self.store.reader(), self.url)
-        if next_due is not None and (self.settings.window > len(self.in_flight)):
+        if next_due is not None and (len(self.in_flight) < WINDOW):
             wait = max(0.05, next_due - self.clock())
             timeout = wait if timeout is None else min(timeout, wait)
         with contextlib.suppress(TimeoutError):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import apsw
 import structlog
 
+from powrd.config import ResolverConfig
 from powrd.protocol.filters import Filter
 from powrd.store import fetchqueue, processed
 from powrd.store.ingest import BatchResult
@@ -31,17 +32,6 @@ from powrd.sync.pipeline import Pipeline
 log = structlog.get_logger("powrd.sync.resolver")
 
 BACKFILL_POLL_SECONDS = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class ResolverSettings:
-    max_extra_relays: int = 8
-    batch_max_coordinates: int = 200
-    retry_min_seconds: float = 5.0
-    retry_max_seconds: float = 3600.0
-    not_found_retry_seconds: int = 21600
-    fetch_timeout_seconds: float = 15.0
-    max_frame_bytes: int = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +61,9 @@ class Resolver:
         self,
         pipeline: Pipeline,
         read_relays: Callable[[], list[str]],
-        settings: ResolverSettings,
+        settings: ResolverConfig,
         *,
+        max_frame_bytes: int = 1024 * 1024,
         backfilling: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -80,6 +71,7 @@ class Resolver:
         self.store = pipeline.store
         self.read_relays = read_relays
         self.settings = settings
+        self.max_frame_bytes = max_frame_bytes
         self.clock = clock
         self.backfilling = backfilling
         self.requests = 0  # REQs sent, for status and tests
@@ -154,7 +146,7 @@ class Resolver:
                     url,
                     batch_filters(wanted),
                     within=self.settings.fetch_timeout_seconds,
-                    max_frame_bytes=self.settings.max_frame_bytes,
+                    max_frame_bytes=self.max_frame_bytes,
                     max_events=len(wanted) * 4 + 50,
                 )
             except FetchFailed as error:

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from powrd.config import ResolverConfig
 from powrd.control.methods import build_methods
 from powrd.protocol.event import loads
 from powrd.protocol.validate import Policy
 from powrd.store import fetchqueue
 from powrd.store.store import Store
 from powrd.sync.pipeline import Pipeline
-from powrd.sync.resolver import Resolver, ResolverSettings
+from powrd.sync.resolver import Resolver
 from tests.support.daemon import running_daemon, write_config
 from tests.support.events import (
     coordinate,
@@ -29,7 +30,7 @@ from tests.support.events import (
 from tests.support.faultrelay import FaultRelay
 
 ALICE = keys_for("resolver", 0)
-FAST = ResolverSettings(retry_min_seconds=0.2, retry_max_seconds=2.0, fetch_timeout_seconds=5.0,
+FAST = ResolverConfig(retry_min_seconds=0.2, retry_max_seconds=2.0, fetch_timeout_seconds=5.0,
                         not_found_retry_seconds=3600)
 
 
@@ -118,7 +119,7 @@ async def test_unreachable_relay_backs_off_between_attempts(store: Store) -> Non
     pipeline = Pipeline(store, Policy())
     dead = free_port_url()
     now = [time.time()]
-    settings = ResolverSettings(retry_min_seconds=10, retry_max_seconds=1000, fetch_timeout_seconds=5)
+    settings = ResolverConfig(retry_min_seconds=10, retry_max_seconds=1000, fetch_timeout_seconds=5)
     resolver = Resolver(pipeline, lambda: [dead], settings, clock=lambda: now[0])
     submit(pipeline, make_template(ALICE, "t", [(coordinate(33401, ALICE, "gone"), "")]))
     gaps = []
