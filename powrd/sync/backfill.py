@@ -136,14 +136,16 @@ class Subscriptions:
         sync.retry_at = None
         sync.run = Backfill([sync.scope.filter], since, self.settings.page_limit)
         self._report_progress()
-        await self._next_page(sync)
+        if await self._next_page(sync):
+            await self._run_done(sync)
 
-    async def _next_page(self, sync: ScopeSync) -> None:
+    async def _next_page(self, sync: ScopeSync) -> bool:
+        """Ask for the run's next page; True when it has asked for everything."""
         assert sync.run is not None
         filters = sync.run.next_request()
         if filters is None:
-            await self._run_done(sync)
-            return
+            sync.page_sub = None
+            return True
         live = sync.live_sub is None
         sub_id = self._new_sub_id("live" if live else "page")
         if live:
@@ -151,6 +153,13 @@ class Subscriptions:
         sync.page_sub = sub_id
         self._by_sub[sub_id] = sync
         await self._request(sub_id, filters)
+        return False
+
+    async def runs_committed(self) -> None:
+        """Everything received so far is committed: finish the runs that have all pages."""
+        for sync in self.syncs:
+            if sync.run is not None and sync.run.done:
+                await self._run_done(sync)
 
     async def _run_done(self, sync: ScopeSync) -> None:
         assert sync.run is not None
@@ -208,28 +217,38 @@ class Subscriptions:
 
     # -- what the relay says ----------------------------------------------------
 
-    def scope_of(self, sub_id: str) -> ScopeSync | None:
-        return self._by_sub.get(sub_id)
+    def observe(self, sub_id: str, created_at: object, event_id: object) -> ScopeSync | None:
+        """An event passed the session checks: count it for paging, extend the page's time.
 
-    def observe(self, sub_id: str, created_at: object, event_id: object) -> None:
-        """An event passed the session checks: count it for paging, extend the page's time."""
+        Returns:
+            The scope the event belongs to (its page may be closed by the time the
+            event is committed), or None for a subscription no scope owns.
+        """
         sync = self._by_sub.get(sub_id)
         if sync is None or sync.run is None or sync.page_sub != sub_id:
-            return
+            return sync
         self._deadlines[sub_id] = time.monotonic() + self.settings.eose_timeout_seconds
         if type(created_at) is int and isinstance(event_id, str):
             sync.run.observe(created_at, event_id)
+        return sync
 
-    async def on_eose(self, sub_id: str) -> None:
+    async def on_eose(self, sub_id: str) -> bool:
+        """A page ended: ask for the next one at once.
+
+        Returns:
+            True when a run has received its last page: once the events received so
+            far are committed, call :meth:`runs_committed` to complete it (the
+            checkpoint and ``backfill_complete`` must not run ahead of the store).
+        """
         self._deadlines.pop(sub_id, None)
         sync = self._by_sub.get(sub_id)
         if sync is None or sync.run is None or sync.page_sub != sub_id:
-            return
+            return False
         self._ease_throttle(sub_id)
         if sub_id != sync.live_sub:
             await self._close(sub_id)
         sync.run.page_done()
-        await self._next_page(sync)
+        return await self._next_page(sync)
 
     async def on_closed(self, sub_id: str, rate_limited: bool, message: str) -> None:
         """The relay ended a subscription (other than to ask for AUTH)."""

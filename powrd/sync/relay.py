@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,7 @@ log = structlog.get_logger("powrd.sync.relay")
 HARD_FRAME_CAP = 16 * 1024 * 1024
 STABLE_SESSION_SECONDS = 30.0
 BATCH_MAX = 500
+MAX_BATCHES_COMMITTING = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,9 @@ class StableSessionEnded(Exception):
     """A connection that had been healthy ended: reconnect with a fresh backoff."""
 
 
+_Batch = list[tuple[Incoming, ScopeSync | None]]
+
+
 class _Wake:
     """Queued to make the consumer look at its flags (a resync was requested)."""
 
@@ -84,6 +89,10 @@ class _Connection:
     ws: ClientConnection
     session: RelaySession
     subscriptions: Subscriptions
+    # Batches being committed, oldest first. The next batch is verified while the
+    # previous one commits, and each settles (counters, checkpoint) after the one
+    # before it, so a checkpoint never passes a batch that is not committed.
+    committing: deque[asyncio.Task[None]] = field(default_factory=deque)
     waiting_for_auth: set[str] = field(default_factory=set)
     challenge: str | None = None
     auth_event_id: str | None = None
@@ -124,7 +133,6 @@ class RelayWorker:
         self.clock = clock
         self.status = RelayStatus(url, read=read, write=write)
         self._resync = False
-        self._connection: _Connection | None = None
         self._queue: asyncio.Queue[Any] | None = None
         self._last_attempt = 0.0
 
@@ -193,7 +201,6 @@ class RelayWorker:
         except ConnectionLost as lost:
             self.status.last_error = str(lost)
         finally:
-            self._connection = None
             with contextlib.suppress(Exception):
                 await ws.close()
         log.info("relay disconnected", relay=self.url, error=self.status.last_error)
@@ -210,7 +217,7 @@ class RelayWorker:
         )
         conn = _Connection(ws, session, subscriptions)
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.settings.queue_max_events)
-        self._connection, self._queue = conn, queue
+        self._queue = queue
         tasks = [asyncio.create_task(self._read(ws, session, queue), name=f"read {self.url}")]
         if self.delivery is not None:
             pump = self.delivery.pump(ws.send, session)
@@ -220,7 +227,7 @@ class RelayWorker:
             await subscriptions.start()
             await self._consume(conn, queue, tasks)
         finally:
-            self._connection, self._queue = None, None
+            self._queue = None
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -264,6 +271,18 @@ class RelayWorker:
     async def _consume(
         self, conn: _Connection, queue: asyncio.Queue[Any], tasks: list[asyncio.Task[None]]
     ) -> None:
+        try:
+            await self._consume_items(conn, queue, tasks)
+        finally:
+            for task in conn.committing:
+                task.cancel()
+
+    async def _consume_items(
+        self,
+        conn: _Connection,
+        queue: asyncio.Queue[Any],
+        tasks: list[asyncio.Task[None]],
+    ) -> None:
         subscriptions = conn.subscriptions
         while True:
             for task in tasks[1:]:
@@ -284,27 +303,49 @@ class RelayWorker:
             items = [first]
             while len(items) < BATCH_MAX and not queue.empty():
                 items.append(queue.get_nowait())
-            batch: list[Incoming] = []
+            batch: _Batch = []
             for item in items:
                 if isinstance(item, Incoming):
                     event = item.event
-                    subscriptions.observe(item.sub_id, event.get("created_at"), event.get("id"))
-                    batch.append(item)
-                    continue
-                await self._flush(conn, batch)
-                batch = []
-                if isinstance(item, ConnectionLost):
+                    created_at, event_id = event.get("created_at"), event.get("id")
+                    batch.append((item, subscriptions.observe(item.sub_id, created_at, event_id)))
+                elif isinstance(item, ConnectionLost):
+                    await self._commit_all(conn, batch)
                     raise item
-                await self._handle(conn, item)
-            await self._flush(conn, batch)
+                elif isinstance(item, EndOfStored):
+                    # The next page is asked for before this one is committed: the relay
+                    # works on it meanwhile. A finished run waits for its events.
+                    if await subscriptions.on_eose(item.sub_id):
+                        await self._commit_all(conn, batch)
+                        batch = []
+                        await subscriptions.runs_committed()
+                else:
+                    await self._handle(conn, item)
+            if batch:
+                self._start_commit(conn, batch)
+                if len(conn.committing) > MAX_BATCHES_COMMITTING:
+                    await conn.committing.popleft()
             # A flood keeps the queue full; timers must still fire on time.
             if subscriptions.next_timer() == 0.0:
                 await subscriptions.fire_timers()
 
-    async def _flush(self, conn: _Connection, batch: list[Incoming]) -> None:
-        if not batch:
-            return
-        result = await self.pipeline.submit(self.url, [(i.event, i.size) for i in batch])
+    def _start_commit(self, conn: _Connection, batch: _Batch) -> None:
+        previous = conn.committing[-1] if conn.committing else None
+        conn.committing.append(asyncio.create_task(self._commit(conn, batch, previous)))
+
+    async def _commit_all(self, conn: _Connection, batch: _Batch) -> None:
+        if batch:
+            self._start_commit(conn, batch)
+        while conn.committing:
+            await conn.committing.popleft()
+
+    async def _commit(
+        self, conn: _Connection, batch: _Batch, previous: asyncio.Task[None] | None
+    ) -> None:
+        """Store a batch; then, after the batch before it, count it and move checkpoints."""
+        result = await self.pipeline.submit(self.url, [(i.event, i.size) for i, _ in batch])
+        if previous is not None:
+            await previous
         status = self.status
         status.events_received += len(batch)
         status.events_stored += len(result.stored)
@@ -316,21 +357,18 @@ class RelayWorker:
             log.debug("event rejected", relay=self.url, event_id=event_id, reason=reason)
         if not result.stored:
             return
-        subscriptions = conn.subscriptions
-        sub_of = {i.event.get("id"): i.sub_id for i in batch}
+        scope_of = {item.event.get("id"): sync for item, sync in batch}
         newest: dict[int, tuple[ScopeSync, int]] = {}
         for event in result.stored:
-            sync = subscriptions.scope_of(sub_of.get(event.id, ""))
+            sync = scope_of.get(event.id)
             if sync is not None:
                 _, seen = newest.get(id(sync), (sync, -1))
                 newest[id(sync)] = (sync, max(seen, event.created_at))
         for sync, created_at in newest.values():
-            await subscriptions.committed(sync, created_at)
+            await conn.subscriptions.committed(sync, created_at)
 
     async def _handle(self, conn: _Connection, item: Any) -> None:
-        if isinstance(item, EndOfStored):
-            await conn.subscriptions.on_eose(item.sub_id)
-        elif isinstance(item, SubscriptionClosed):
+        if isinstance(item, SubscriptionClosed):
             await self._on_closed(conn, item.sub_id, item.message)
         elif isinstance(item, Dropped):
             self.status.dropped[item.reason] += 1
