@@ -12,8 +12,12 @@ raw drain
     the socket can deliver.
 nostr-sdk
     ``nostr_sdk.Client()`` with ``fetch_events`` per page (``limit`` 500, paging with
-    ``until`` the same way), which verifies every event and keeps it in the client's
-    default store.
+    ``until`` the same way), which verifies every event and records it in the
+    client's default store (in nostr-sdk 0.45 an in-memory tracker of seen ids).
+sdk+lmdb (``--lmdb``)
+    the same with the client's events kept in nostr-sdk's LMDB store on disk, the
+    closer match to powrd, which stores every event. Much slower than the default in
+    this binding, whose store calls back into Python for each database operation.
 powrd
     a :class:`~powrd.service.daemon.Daemon` on an empty store, timed from its start
     (its first REQ follows at once) until every event is committed: verified, stored
@@ -28,13 +32,15 @@ damps the noise of a shared machine.
 
 Run from the repository root::
 
-    python tests/bench/bench_ingest.py [--events 20000] [--authors 20] [--relays 3] [--repeat 3]
+    python tests/bench/bench_ingest.py [--events 20000] [--authors 20] [--relays 3]
+        [--repeat 3] [--lmdb]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import sys
 import tempfile
@@ -43,6 +49,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 # Run as a script, the repository root (for tests.support) is not on the path by itself.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -91,7 +98,7 @@ async def drain(url: str, authors: list[str]) -> int:
     """
     total, until, boundary = 0, None, set[str]()
     async with connect(url, max_size=None, ping_interval=None, compression=None) as ws:
-        for page_number in range(10**9):
+        for page_number in itertools.count():
             wanted: dict[str, object] = {"authors": authors, "kinds": list(KINDS), "limit": PAGE}
             if until is not None:
                 wanted["until"] = until
@@ -107,16 +114,16 @@ async def drain(url: str, authors: list[str]) -> int:
             ids = {event["id"] for event in oldest_second}
             boundary = boundary | ids if oldest == until else ids
             until = oldest
-    raise AssertionError("unreachable")
+    raise AssertionError("itertools.count() ended")
 
 
-def _leading_second(frames: list[str], second: int | None) -> list[dict[str, object]]:
+def _leading_second(frames: list[str], second: int | None) -> list[dict[str, Any]]:
     """The decoded events at the head of ``frames`` that share one ``created_at``.
 
     With ``second`` given, only events of that second count; None takes the first
     frame's second.
     """
-    events: list[dict[str, object]] = []
+    events: list[dict[str, Any]] = []
     for frame in frames:
         event = loads(frame)[2]
         if second is None and not events:
@@ -155,7 +162,31 @@ async def measure_drain(urls: list[str], authors: list[str]) -> Measurement:
 
 
 async def measure_sdk(urls: list[str], authors: list[str]) -> Measurement:
+    """nostr-sdk's default ``Client()``: its store is an in-memory tracker of seen ids."""
     client = nostr_sdk.Client()
+    seconds, fetched = await _sdk_fetch(client, urls, authors)
+    await client.shutdown()
+    return Measurement("nostr-sdk", fetched, seconds)
+
+
+async def measure_sdk_lmdb(urls: list[str], authors: list[str]) -> Measurement:
+    """nostr-sdk's Client keeping the events in its LMDB store, on disk as powrd's are."""
+    # NostrLmdb reaches Python through uniffi callbacks that need the running loop.
+    nostr_sdk.uniffi_set_event_loop(asyncio.get_running_loop())
+    with tempfile.TemporaryDirectory(prefix="sdk-lmdb-") as directory:
+        database = await nostr_sdk.NostrLmdb.open(directory)
+        client = nostr_sdk.ClientBuilder().database(database).build()
+        seconds, fetched = await _sdk_fetch(client, urls, authors)
+        kinds = [nostr_sdk.Kind(kind) for kind in KINDS]
+        kept = await client.database().count(nostr_sdk.Filter().kinds(kinds))
+        await client.shutdown()
+    if kept != fetched:
+        raise SystemExit(f"nostr-sdk's LMDB store kept {kept} of {fetched} events")
+    return Measurement("sdk+lmdb", fetched, seconds)
+
+
+async def _sdk_fetch(client: nostr_sdk.Client, urls: list[str], authors: list[str]) -> tuple[float, int]:
+    """Page through the corpus with ``fetch_events``; returns seconds and events fetched."""
     for url in urls:
         await client.add_relay(nostr_sdk.RelayUrl.parse(url))
     pubkeys = [nostr_sdk.PublicKey.parse(author) for author in authors]
@@ -176,9 +207,7 @@ async def measure_sdk(urls: list[str], authors: list[str]) -> Measurement:
             break
         seen |= ids
         until = min(event.created_at().as_secs() for event in page)
-    seconds = time.perf_counter() - started
-    await client.shutdown()
-    return Measurement("nostr-sdk", len(seen), seconds)
+    return time.perf_counter() - started, len(seen)
 
 
 # ---------------------------------------------------------------- powrd
@@ -240,7 +269,7 @@ async def serve_corpus(events: list[str], n_relays: int) -> list[LocalRelayHandl
 
 
 async def measure_all(
-    urls: list[str], authors: list[str], expected: int, repeat: int
+    urls: list[str], authors: list[str], expected: int, repeat: int, lmdb: bool
 ) -> list[Measurement]:
     """Each client ``repeat`` times, taking turns; the fastest run of each counts."""
     steps: list[Callable[[], Awaitable[Measurement]]] = [
@@ -248,6 +277,8 @@ async def measure_all(
         lambda: measure_sdk(urls, authors),
         lambda: measure_powrd(urls, authors, expected),
     ]
+    if lmdb:
+        steps.insert(2, lambda: measure_sdk_lmdb(urls, authors))
     best: dict[str, Measurement] = {}
     for _ in range(repeat):
         for step in steps:
@@ -267,10 +298,12 @@ def report(title: str, results: list[Measurement]) -> None:
         print(f"  {m.client:<10} {m.events:>7} events in {m.seconds:7.2f} s  {m.rate:>9,.0f} events/s")
     powrd, sdk, raw = by_client["powrd"], by_client["nostr-sdk"], by_client["raw drain"]
     print(f"  powrd / nostr-sdk  {powrd.rate / sdk.rate:5.2f}")
+    if "sdk+lmdb" in by_client:
+        print(f"  powrd / sdk+lmdb   {powrd.rate / by_client['sdk+lmdb'].rate:5.2f}")
     print(f"  powrd / raw drain  {powrd.rate / raw.rate:5.2f}")
 
 
-async def main(n_events: int, n_authors: int, n_relays: int, repeat: int) -> None:
+async def main(n_events: int, n_authors: int, n_relays: int, repeat: int, lmdb: bool) -> None:
     events = generate_corpus(n_events, n_authors, seed=SEED)
     expected = len(current_ids(events))
     authors = [pubkey_of(keys_for(SEED, i)) for i in range(n_authors)]
@@ -279,10 +312,11 @@ async def main(n_events: int, n_authors: int, n_relays: int, repeat: int) -> Non
           f" best of {repeat} runs per client")
     relays = await serve_corpus(events, max(1, n_relays))
     try:
-        report("1 relay", await measure_all([relays[0].url], authors, expected, repeat))
+        single = await measure_all([relays[0].url], authors, expected, repeat, lmdb)
+        report("1 relay", single)
         if n_relays > 1:
             urls = [relay.url for relay in relays]
-            results = await measure_all(urls, authors, expected, repeat)
+            results = await measure_all(urls, authors, expected, repeat, lmdb)
             report(f"{n_relays} relays, same corpus", results)
     finally:
         for relay in relays:
@@ -295,6 +329,9 @@ if __name__ == "__main__":
     parser.add_argument("--authors", type=int, default=20, help="corpus authors (default 20)")
     parser.add_argument("--relays", type=int, default=1, help="also measure N relays at once")
     parser.add_argument("--repeat", type=int, default=3, help="runs per client (default 3)")
+    parser.add_argument("--lmdb", action="store_true", help="also nostr-sdk with its LMDB store")
     arguments = parser.parse_args()
     configure_logging("error", "console")
-    asyncio.run(main(arguments.events, arguments.authors, arguments.relays, arguments.repeat))
+    asyncio.run(
+        main(arguments.events, arguments.authors, arguments.relays, arguments.repeat, arguments.lmdb)
+    )
