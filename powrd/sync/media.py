@@ -16,7 +16,6 @@ httpx is the HTTP client (typed, streaming, explicit timeouts); Pillow makes thu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import io
 import ipaddress
@@ -40,6 +39,7 @@ from powrd.store.ingest import BatchResult
 from powrd.store.media import Download, MediaJob, MediaNotFound, media_chunks, media_info
 from powrd.store.store import Store
 from powrd.sync import backoff
+from powrd.sync.waiting import wait_until_woken
 
 __all__ = [
     "MediaFailed",
@@ -282,8 +282,7 @@ class MediaFetcher:
                     continue
                 next_due = media.next_due(self.store.reader())
                 timeout = None if next_due is None else max(0.05, next_due - self.clock())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                await wait_until_woken(self._wake, timeout)
         finally:
             await self.aclose()
 

@@ -11,7 +11,6 @@ backoff until the relay accepts or definitively rejects.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,6 +28,7 @@ from powrd.store import outbox
 from powrd.store.ingest import BatchResult
 from powrd.sync import backoff
 from powrd.sync.pipeline import Pipeline
+from powrd.sync.waiting import wait_until_woken
 
 log = structlog.get_logger("powrd.sync.publisher")
 
@@ -194,8 +194,7 @@ class RelayDelivery:
         if next_due is not None and (len(self.in_flight) < WINDOW):
             wait = max(0.05, next_due - self.clock())
             timeout = wait if timeout is None else min(timeout, wait)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), timeout)
+        await wait_until_woken(self.wake, timeout)
 
     async def on_result(self, event_id: str, accepted: bool, message: str) -> bool:
         """Record a relay's OK; returns True when the relay wants NIP-42 AUTH first."""

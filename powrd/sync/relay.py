@@ -182,8 +182,12 @@ class RelayWorker:
         self.status.connect_attempts += 1
         try:
             ws = await websockets.connect(
-                self.url, max_size=HARD_FRAME_CAP, open_timeout=10, close_timeout=2,
-                max_queue=64, proxy=None,
+                self.url,
+                max_size=HARD_FRAME_CAP,
+                open_timeout=10,
+                close_timeout=2,
+                max_queue=64,
+                proxy=None,
             )
         except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as error:
             self.status.last_error = f"connect: {error}"
@@ -211,9 +215,16 @@ class RelayWorker:
     async def _serve(self, ws: ClientConnection) -> None:
         session = RelaySession(max_frame_bytes=self.settings.max_frame_bytes)
         subscriptions = Subscriptions(
-            self.url, session, ws.send, self.scopes, self.settings, self.status,
-            load_checkpoint=self._load_checkpoint, save_checkpoint=self._save_checkpoint,
-            on_complete=self.on_backfill_complete, clock=self.clock,
+            self.url,
+            session,
+            ws.send,
+            self.scopes,
+            self.settings,
+            self.status,
+            load_checkpoint=self._load_checkpoint,
+            save_checkpoint=self._save_checkpoint,
+            on_complete=self.on_backfill_complete,
+            clock=self.clock,
         )
         conn = _Connection(ws, session, subscriptions)
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.settings.queue_max_events)
@@ -343,7 +354,9 @@ class RelayWorker:
         self, conn: _Connection, batch: _Batch, previous: asyncio.Task[None] | None
     ) -> None:
         """Store a batch; then, after the batch before it, count it and move checkpoints."""
-        result = await self.pipeline.submit(self.url, [(i.event, i.size) for i, _ in batch])
+        result = await self.pipeline.submit(
+            self.url, [(i.parsed or i.event, i.size) for i, _ in batch]
+        )
         if previous is not None:
             await previous
         status = self.status

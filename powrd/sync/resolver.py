@@ -12,7 +12,6 @@ not be asked everywhere is retried with exponential backoff.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -28,10 +27,13 @@ from powrd.store.ingest import BatchResult
 from powrd.sync import backoff
 from powrd.sync.fetch import FetchFailed, fetch_once, is_fetchable_url
 from powrd.sync.pipeline import Pipeline
+from powrd.sync.waiting import wait_until_woken
 
 log = structlog.get_logger("powrd.sync.resolver")
 
 BACKFILL_POLL_SECONDS = 1.0
+# A relay whose backfill never ends (no EOSE) must not hold the resolver back for ever.
+BACKFILL_HOLD_MAX_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,7 @@ class Resolver:
         self.max_frame_bytes = max_frame_bytes
         self.clock = clock
         self.backfilling = backfilling
+        self._held_since: float | None = None
         self.requests = 0  # REQs sent, for status and tests
         self._wake = asyncio.Event()
 
@@ -94,18 +97,25 @@ class Resolver:
         await self.store.writer.run(fetchqueue.release_in_flight)
         while True:
             self._wake.clear()
-            if self.backfilling():
+            if self._held_by_backfill():
                 # What a backfill brings resolves most references: fetch after it ends.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), BACKFILL_POLL_SECONDS)
+                await wait_until_woken(self._wake, BACKFILL_POLL_SECONDS)
                 continue
             worked = await self.run_once()
             if worked:
                 continue
             next_due = fetchqueue.next_due(self.store.reader())
             timeout = None if next_due is None else max(0.05, next_due - self.clock())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            await wait_until_woken(self._wake, timeout)
+
+    def _held_by_backfill(self) -> bool:
+        if not self.backfilling():
+            self._held_since = None
+            return False
+        now = time.monotonic()
+        if self._held_since is None:
+            self._held_since = now
+        return now - self._held_since < BACKFILL_HOLD_MAX_SECONDS
 
     async def run_once(self) -> bool:
         """Attempt every due coordinate (one batch); returns False when nothing was due."""
