@@ -67,7 +67,7 @@ async def running_daemon(config_path: Path, environ: dict[str, str] | None = Non
 
 
 async def wait_for(
-    condition: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.02, what: str = ""
+    condition: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.02, what: str = ""  # noqa: ASYNC109
 ) -> Any:
     """Poll ``condition`` until it returns something truthy; fail with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
