@@ -350,3 +350,44 @@ async def test_rate_limited_notice_spaces_the_next_request(tmp_path: Path) -> No
         assert gaps[0] >= 0.18
         assert min(gaps[1:]) < 0.18
         assert s.worker.status.as_dict()["throttle_s"] == 0
+
+
+# ---------------------------------------------------------------- broken streams
+
+
+async def test_slow_loris_relay_does_not_stall_the_daemon_or_other_relays(
+    tmp_path: Path, relay_factory: Any
+) -> None:
+    healthy = await relay_factory()
+    calm_events = [make_exercise(ALICE, f"calm{i}", created_at=T0 + 1000 + i) for i in range(5)]
+    await healthy.publish(calm_events)
+    slow = FaultRelay(alice_events(20), Behaviour(trickle_interval=0.05, trickle_chunk=1))
+    async with slow, running_daemon(config_for(tmp_path, [slow.url, healthy.url])) as daemon:
+        await wait_for(lambda: ids(calm_events) <= stored_ids(daemon), what="the healthy relay")
+        async with ControlClient(daemon.config.control.socket) as client:
+            for _ in range(10):
+                started = time.monotonic()
+                await client.call("status")
+                assert time.monotonic() - started < 1.0
+        # The trickling relay is still mid-frame: nothing of it is stored, and no task died.
+        trickler = daemon.workers[slow.url][1]
+        assert not trickler.done()
+        async with asyncio.timeout(10):
+            await daemon.stop()
+
+
+async def test_reset_mid_frame_reconnects_and_keeps_other_relays_syncing(
+    tmp_path: Path, relay_factory: Any
+) -> None:
+    healthy = await relay_factory()
+    calm_events = [make_exercise(ALICE, f"calm{i}", created_at=T0 + 1000 + i) for i in range(5)]
+    await healthy.publish(calm_events)
+    broken = FaultRelay(alice_events(20), Behaviour(reset_mid_frame=True))
+    async with broken, running_daemon(config_for(tmp_path, [broken.url, healthy.url])) as daemon:
+        await wait_for(lambda: ids(calm_events) <= stored_ids(daemon), what="the healthy relay")
+        worker, task = daemon.workers[broken.url]
+        await wait_for(lambda: len(broken.connections) >= 2, what="a reconnect after the reset")
+        assert worker.status.last_error
+        assert not task.done()
+        broken.set_behaviour(Behaviour())
+        await wait_for(lambda: ids(alice_events(20)) <= stored_ids(daemon), timeout=30, what="recovery")
