@@ -7,7 +7,6 @@ from pathlib import Path
 
 import apsw
 
-from powrd.store.checkpointer import Checkpointer
 from powrd.store.database import (
     StoreError,
     WriterLock,
@@ -34,15 +33,11 @@ class Store:
         except BaseException:
             self._lock.release()
             raise
-        # Checkpoints run on their own thread (see powrd.store.checkpointer), not in COMMIT.
-        conn.execute("PRAGMA wal_autocheckpoint = 0")
         self.writer = Writer(conn, max_batch=max_batch)
-        self.checkpointer = Checkpointer(path)
         self._readers = threading.local()
         self._all_readers: list[apsw.Connection] = []
         self._guard = threading.Lock()
         self.writer.start()
-        self.checkpointer.start()
 
     def reader(self) -> apsw.Connection:
         """A read-only connection owned by the calling thread (WAL: never blocks the writer)."""
@@ -60,7 +55,6 @@ class Store:
         Readers close first, so the writer's connection is the last one and SQLite
         checkpoints and removes the -wal and -shm files.
         """
-        self.checkpointer.stop()
         with self._guard:
             for conn in self._all_readers:
                 conn.close()
