@@ -48,7 +48,9 @@ PRIORITY_OWN = 1
 
 _CONTENT_TYPES = {"33401": "exercise", "33402": "template", "33403": "record"}
 # Invalidations remembered for refusing late puts; a ticket older than this is refused.
-_RECENT_INVALIDATIONS = 512
+# A ticket spans one query, a handful of commits at most; each entry holds a commit's whole
+# changed set (thousands of names during a backfill), so keep few.
+_RECENT_INVALIDATIONS = 32
 
 
 def priority_for(
