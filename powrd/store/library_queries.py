@@ -45,6 +45,14 @@ def _exercise(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
+def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """A WHERE clause joining the conditions whose argument is given (not None)."""
+    chosen = [(clause, value) for clause, value in conditions if value is not None]
+    if not chosen:
+        return "", []
+    return "WHERE " + " AND ".join(c for c, _ in chosen), [v for _, v in chosen]
+
+
 def exercises(
     conn: apsw.Connection,
     *,
@@ -54,22 +62,15 @@ def exercises(
     tag: str | None = None,
     limit: int = 1000,
 ) -> list[dict[str, Any]]:
-    clauses: list[str] = []
-    args: list[Any] = []
-    if author is not None:
-        clauses.append("x.pubkey = ?")
-        args.append(author)
+    escaped = None
     if search:
-        clauses.append("x.title LIKE ? ESCAPE '\\'")
-        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        args.append(f"%{escaped}%")
-    if equipment is not None:
-        clauses.append("x.equipment = ?")
-        args.append(equipment)
-    if tag is not None:
-        clauses.append("EXISTS (SELECT 1 FROM json_each(x.hashtags) WHERE value = ?)")
-        args.append(tag)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        escaped = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    where, args = _where(
+        ("x.pubkey = ?", author),
+        ("x.title LIKE ? ESCAPE '\\'", escaped),
+        ("x.equipment = ?", equipment),
+        ("EXISTS (SELECT 1 FROM json_each(x.hashtags) WHERE value = ?)", tag),
+    )
     sql = (
         f"SELECT {_EXERCISE_COLUMNS} FROM exercise_definitions x"  # noqa: S608
         f" JOIN nostr_events e ON e.seq = x.event_seq {where}"
@@ -158,18 +159,11 @@ def records(
     limit: int = 500,
 ) -> list[dict[str, Any]]:
     """Workout records, newest first by start time, with their sets."""
-    clauses: list[str] = []
-    args: list[Any] = []
-    if author is not None:
-        clauses.append("r.pubkey = ?")
-        args.append(author)
-    if since is not None:
-        clauses.append("coalesce(r.start, r.created_at) >= ?")
-        args.append(since)
-    if until is not None:
-        clauses.append("coalesce(r.start, r.created_at) <= ?")
-        args.append(until)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    where, args = _where(
+        ("r.pubkey = ?", author),
+        ("coalesce(r.start, r.created_at) >= ?", since),
+        ("coalesce(r.start, r.created_at) <= ?", until),
+    )
     result: list[dict[str, Any]] = []
     for row in conn.execute(
         'SELECT r.event_seq, r.event_id, r.pubkey, r.kind, r.title, r.type, r.start, r."end",'  # noqa: S608
