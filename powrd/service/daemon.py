@@ -36,7 +36,7 @@ from powrd.sync.media import MediaFetcher, MediaSettings
 from powrd.sync.pipeline import Pipeline
 from powrd.sync.plan import plan
 from powrd.sync.publisher import Publisher, RelayDelivery
-from powrd.sync.relay import RelayWorker, SyncSettings
+from powrd.sync.relay import RelayWorker
 from powrd.sync.resolver import Resolver
 
 log = structlog.get_logger("powrd.service")
@@ -60,20 +60,6 @@ def media_settings(config: Config) -> MediaSettings:
         retry_max_seconds=m.retry_max_seconds,
         timeout_seconds=m.timeout_seconds,
         allowed_types=m.allowed_types,
-    )
-
-
-def sync_settings(config: Config) -> SyncSettings:
-    s = config.sync
-    return SyncSettings(
-        overlap_seconds=s.overlap_seconds,
-        page_limit=s.page_limit,
-        max_frame_bytes=s.max_frame_bytes,
-        reconnect_min_seconds=s.reconnect_min_seconds,
-        reconnect_max_seconds=s.reconnect_max_seconds,
-        min_reconnect_interval_seconds=s.min_reconnect_interval_seconds,
-        eose_timeout_seconds=s.eose_timeout_seconds,
-        queue_max_events=s.queue_max_events,
     )
 
 
@@ -219,7 +205,7 @@ class Daemon:
         """Start, stop or restart relay workers so they match ``config``."""
         assert self.pipeline is not None
         scopes = plan(config.sync.authors, config.sync.kinds, config.sync.max_authors_per_filter)
-        settings = sync_settings(config)
+        settings = config.sync
         wanted = {relay.url: relay for relay in config.relays}
         for url in list(self.workers):
             worker, task = self.workers[url]

@@ -33,7 +33,7 @@ from powrd.sync.plan import Scope
 from powrd.sync.status import RelayStatus
 
 if TYPE_CHECKING:
-    from powrd.sync.relay import SyncSettings
+    from powrd.config import SyncConfig
 
 log = structlog.get_logger("powrd.sync.backfill")
 
@@ -98,7 +98,7 @@ class Subscriptions:
     session: RelaySession
     send: Send
     scopes: list[Scope]
-    settings: SyncSettings
+    settings: SyncConfig
     status: RelayStatus
     load_checkpoint: LoadCheckpoint
     save_checkpoint: SaveCheckpoint

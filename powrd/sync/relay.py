@@ -25,6 +25,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from websockets.asyncio.client import ClientConnection
 from websockets.frames import CloseCode
 
+from powrd.config import SyncConfig
 from powrd.protocol import messages, reasons
 from powrd.protocol.session import (
     AuthRequested,
@@ -53,20 +54,6 @@ HARD_FRAME_CAP = 16 * 1024 * 1024
 STABLE_SESSION_SECONDS = 30.0
 BATCH_MAX = 500
 MAX_BATCHES_COMMITTING = 2
-
-
-@dataclass(frozen=True, slots=True)
-class SyncSettings:
-    """The ``[sync]`` settings a relay worker uses (see config/powrd.toml)."""
-
-    overlap_seconds: int = 600
-    page_limit: int = 500
-    max_frame_bytes: int = 1024 * 1024
-    reconnect_min_seconds: float = 1.0
-    reconnect_max_seconds: float = 300.0
-    min_reconnect_interval_seconds: float = 2.0
-    eose_timeout_seconds: float = 30.0
-    queue_max_events: int = 10000
 
 
 class ConnectionLost(Exception):
@@ -114,7 +101,7 @@ class RelayWorker:
         url: str,
         scopes: list[Scope],
         pipeline: Pipeline,
-        settings: SyncSettings,
+        settings: SyncConfig,
         *,
         keys: nostr_sdk.Keys | None = None,
         read: bool = True,
