@@ -53,6 +53,19 @@ def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
     return "WHERE " + " AND ".join(c for c, _ in chosen), [v for _, v in chosen]
 
 
+def _references(conn: apsw.Connection, table: str, owner: str, seq: int) -> list[dict[str, Any]]:
+    """The exercise references (template exercises or record sets) of one event, in order."""
+    return [
+        {"position": position, "coordinate": ref, "relay_hint": hint, "params": loads(params)}
+        for position, ref, hint, params in conn.execute(
+            f"SELECT r.position, c.coordinate, r.relay_hint, r.params FROM {table} r"  # noqa: S608
+            f" JOIN coordinates c ON c.id = r.coordinate_id WHERE r.{owner} = ?"
+            " ORDER BY r.position",
+            (seq,),
+        )
+    ]
+
+
 def exercises(
     conn: apsw.Connection,
     *,
@@ -122,15 +135,7 @@ def template(conn: apsw.Connection, coordinate: str) -> dict[str, Any] | None:
         created,
         missing,
     ) = row
-    references = [
-        {"position": position, "coordinate": ref, "relay_hint": hint, "params": loads(params)}
-        for position, ref, hint, params in conn.execute(
-            "SELECT x.position, c.coordinate, x.relay_hint, x.params FROM template_exercises x"
-            " JOIN coordinates c ON c.id = x.coordinate_id WHERE x.template_seq = ?"
-            " ORDER BY x.position",
-            (seq,),
-        )
-    ]
+    references = _references(conn, "template_exercises", "template_seq", seq)
     return {
         "coordinate": coordinate,
         "event_id": event_id,
@@ -192,15 +197,7 @@ def records(
             created,
             missing,
         ) = row
-        sets = [
-            {"position": position, "coordinate": ref, "relay_hint": hint, "params": loads(params)}
-            for position, ref, hint, params in conn.execute(
-                "SELECT s.position, c.coordinate, s.relay_hint, s.params FROM record_sets s"
-                " JOIN coordinates c ON c.id = s.coordinate_id WHERE s.record_seq = ?"
-                " ORDER BY s.position",
-                (seq,),
-            )
-        ]
+        sets = _references(conn, "record_sets", "record_seq", seq)
         result.append(
             {
                 "event_id": event_id,
