@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import time
 from pathlib import Path
@@ -189,4 +188,3 @@ def test_non_websocket_hints_are_never_contacted(store: Store) -> None:
     order = resolver._relay_order([Missing("33401:x:y", 33401, "x", "y",
                                            ("http://evil.example", "file:///etc/passwd", "wss://ok.example"))])
     assert order == ["wss://ok.example", "ws://configured.invalid"]
-    assert json.dumps(order)
