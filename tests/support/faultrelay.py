@@ -21,9 +21,16 @@ from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 
 from powrd.protocol.event import dumps, loads
-from tests.support.wire import oversized_event_frame, reset_mid_frame, trickle
+from tests.support.wire import (
+    deflate_bomb_frame,
+    oversized_event_frame,
+    reset_mid_frame,
+    send_raw,
+    trickle,
+)
 
 # Frames that are not valid relay messages, each wrong in a different way.
 GARBAGE_FRAMES: tuple[str | bytes, ...] = (
@@ -67,6 +74,15 @@ class Behaviour:
             until the client sends an AUTH event carrying this challenge.
         ok_false: answer every EVENT with ``OK false`` and this message, e.g.
             ``"blocked: not allowed"``; such events are not stored.
+        bombs: before answering a REQ, send this many compressed EVENT frames that
+            each inflate to ``bomb_bytes`` (needs a relay made with ``compression``).
+        bomb_bytes: the inflated size of each bomb.
+        closed_flood: after answering a REQ, send this many ``CLOSED`` frames for
+            subscriptions the client never opened.
+        close_after_eose: ``close_delay`` seconds after the EOSE, end the subscription
+            (if the client has not) with ``CLOSED`` and this message, e.g.
+            ``"error: shutting down idle subscriptions"``.
+        close_delay: see ``close_after_eose``.
     """
 
     max_results: int = 500
@@ -83,6 +99,11 @@ class Behaviour:
     closed_reason: str | None = None
     auth_challenge: str | None = None
     ok_false: str | None = None
+    bombs: int = 0
+    bomb_bytes: int = 0
+    closed_flood: int = 0
+    close_after_eose: str | None = None
+    close_delay: float = 0.0
 
 
 def matches(event: dict[str, Any], filter_: dict[str, Any]) -> bool:
@@ -130,6 +151,7 @@ class FaultRelay:
         behaviour: Behaviour | None = None,
         *,
         per_connection: Sequence[Behaviour] = (),
+        compression: bool = False,
     ) -> None:
         """Create the relay (it listens once entered with ``async with``).
 
@@ -138,6 +160,7 @@ class FaultRelay:
             behaviour: the behaviour of every connection not scripted below.
             per_connection: behaviour of the first, second, … connection; later
                 connections fall back to ``behaviour``.
+            compression: offer permessage-deflate (each message compressed on its own).
         """
         self.events = [loads(e) if isinstance(e, str) else e for e in events]
         self.behaviour = behaviour or Behaviour()
@@ -145,6 +168,7 @@ class FaultRelay:
         self.connections: list[tuple[float, Any]] = []
         self.received: list[Any] = []
         self.url = ""
+        self.compression = compression
         self._server: Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
         self._live: dict[ServerConnection, _Session] = {}
@@ -154,8 +178,10 @@ class FaultRelay:
         self.behaviour = behaviour
 
     async def __aenter__(self) -> FaultRelay:
+        deflate = ServerPerMessageDeflateFactory(server_no_context_takeover=True)
         self._server = await serve(
-            self._handle, "127.0.0.1", 0, ping_interval=None, compression=None, close_timeout=1
+            self._handle, "127.0.0.1", 0, ping_interval=None, close_timeout=1, compression=None,
+            extensions=[deflate] if self.compression else None,
         )
         port = self._server.sockets[0].getsockname()[1]
         self.url = f"ws://127.0.0.1:{port}"
@@ -242,6 +268,10 @@ class FaultRelay:
                 await websocket.send(garbage if text is None else text)
         if behaviour.oversized_bytes > 0:
             await websocket.send(oversized_event_frame(sub, behaviour.oversized_bytes))
+        if behaviour.bombs > 0:
+            bomb = deflate_bomb_frame(sub, behaviour.bomb_bytes)
+            for _ in range(behaviour.bombs):
+                await send_raw(websocket, bomb)
         selected = self._select([f for f in filters if isinstance(f, dict)], behaviour)
         frames = [dumps(["EVENT", sub, event]) for event in selected]
         if not behaviour.no_eose:
@@ -256,7 +286,25 @@ class FaultRelay:
                 await websocket.send(frame)
         for i in range(behaviour.flood if selected else 0):
             await websocket.send(dumps(["EVENT", sub, selected[i % len(selected)]]))
+        for i in range(behaviour.closed_flood):
+            await websocket.send(dumps(["CLOSED", f"{sub}:{i}", "error: no such subscription"]))
         session.subscriptions[sub] = [f for f in filters if isinstance(f, dict)]
+        if behaviour.close_after_eose is not None:
+            closing = self._close_later(websocket, session, sub, behaviour)
+            self._handlers.add(asyncio.create_task(closing))
+
+    async def _close_later(
+        self, websocket: ServerConnection, session: _Session, sub: str, behaviour: Behaviour
+    ) -> None:
+        task = asyncio.current_task()
+        try:
+            await asyncio.sleep(behaviour.close_delay)
+            if session.subscriptions.pop(sub, None) is not None:
+                await websocket.send(dumps(["CLOSED", sub, behaviour.close_after_eose]))
+        except ConnectionClosed:
+            pass
+        finally:
+            self._handlers.discard(task)  # type: ignore[arg-type]
 
     def _select(self, filters: list[dict[str, Any]], behaviour: Behaviour) -> list[dict[str, Any]]:
         newest_first = sorted(self.events, key=lambda e: (-e["created_at"], e["id"]))
