@@ -39,6 +39,8 @@ log = structlog.get_logger("powrd.sync.backfill")
 
 # The most a rate-limited relay spaces our requests, whatever the reconnect cap.
 MAX_THROTTLE_SECONDS = 60.0
+# A run whose live stream outlasts this shows the relay content: the backoff starts over.
+STABLE_RUN_SECONDS = 30.0
 
 Send = Callable[[str], Awaitable[None]]
 LoadCheckpoint = Callable[[str], int | None]
@@ -57,8 +59,9 @@ class ScopeSync:
         complete: a run has completed on this connection and the live stream has not
             broken since, so no stored event lies in a gap: the checkpoint may follow
             new commits.
-        failures: consecutive runs abandoned; sets the retry backoff.
+        failures: runs abandoned in quick succession; sets the retry backoff.
         retry_at: when (``time.monotonic``) the next run starts.
+        completed_at: when (``time.monotonic``) a run last completed.
     """
 
     scope: Scope
@@ -69,6 +72,7 @@ class ScopeSync:
     complete: bool = False
     failures: int = 0
     retry_at: float | None = None
+    completed_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -166,7 +170,7 @@ class Subscriptions:
         for warning in sync.run.warnings:
             log.warning("backfill", relay=self.url, scope=sync.scope.key, reason=warning)
         sync.run, sync.page_sub = None, None
-        sync.complete, sync.failures = True, 0
+        sync.complete, sync.completed_at = True, time.monotonic()
         await self._save(sync)
         if self._report_progress():
             log.info("backfill complete", relay=self.url)
@@ -343,6 +347,11 @@ class Subscriptions:
         elif page is not None:
             await self._close(page)
         sync.run, sync.page_sub = None, None
+        # A relay that ends each live stream right after a completed run must still be
+        # backed off from: only a run that stayed unbroken for a while clears the count.
+        completed_at = sync.completed_at
+        if completed_at is not None and time.monotonic() - completed_at >= STABLE_RUN_SECONDS:
+            sync.failures = 0
         sync.failures += 1
         delay = backoff.delay(
             sync.failures, self.settings.reconnect_min_seconds, self.settings.reconnect_max_seconds

@@ -132,6 +132,35 @@ async def test_frame_over_the_hard_cap_ends_the_connection_and_is_counted(tmp_pa
         assert "hard cap" in (s.worker.status.last_error or "")
 
 
+async def test_compressed_bombs_under_the_hard_cap_are_dropped_and_the_connection_survives(
+    tmp_path: Path,
+) -> None:
+    events = alice_events(10)
+    # Each bomb is about 15 KB on the wire and inflates to 15 MiB: over max_frame_bytes,
+    # under the 16 MiB cap that bounds inflation.
+    bombs = Behaviour(bombs=20, bomb_bytes=15 * 1024 * 1024)
+    async with hostile(tmp_path, FaultRelay(events, bombs, compression=True)) as s:
+        await s.backfilled()
+        assert stored_ids(s.daemon) == ids(events)
+        assert s.worker.status.dropped[reasons.FRAME_TOO_LARGE] == 20 * len(s.reqs())
+        assert s.worker.status.connects == 1
+
+
+async def test_compressed_bomb_over_the_hard_cap_ends_the_connection_and_is_counted(
+    tmp_path: Path,
+) -> None:
+    events = alice_events(5)
+    # 256 KB on the wire that would inflate to 256 MiB: inflation stops at the cap.
+    bomb = Behaviour(bombs=1, bomb_bytes=256 * 1024 * 1024)
+    relay = FaultRelay(events, per_connection=[bomb], compression=True)
+    async with hostile(tmp_path, relay) as s:
+        await s.backfilled(within=15)
+        assert stored_ids(s.daemon) == ids(events)
+        assert s.worker.status.dropped[reasons.FRAME_TOO_LARGE] == 1
+        assert s.worker.status.connects == 2
+        assert "hard cap" in (s.worker.status.last_error or "")
+
+
 # ---------------------------------------------------------------- what the relay sends
 
 
@@ -350,6 +379,58 @@ async def test_rate_limited_notice_spaces_the_next_request(tmp_path: Path) -> No
         assert gaps[0] >= 0.18
         assert min(gaps[1:]) < 0.18
         assert s.worker.status.as_dict()["throttle_s"] == 0
+
+
+# ---------------------------------------------------------------- closed subscriptions
+
+
+async def test_thousands_of_closed_frames_for_unknown_subscriptions_are_counted(
+    tmp_path: Path,
+) -> None:
+    events = alice_events(20)
+    relay = FaultRelay(events, Behaviour(closed_flood=5_000))
+    async with hostile(tmp_path, relay) as s:
+        await s.backfilled()
+        await wait_for(
+            lambda: s.worker.status.dropped[reasons.UNKNOWN_SUBSCRIPTION] == 5_000 * len(s.reqs()),
+            timeout=10, what="every CLOSED counted",
+        )
+        assert stored_ids(s.daemon) == ids(events)
+        assert s.worker.status.connects == 1
+        # Nothing was re-requested: a CLOSED for someone else's subscription ends nothing.
+        # The two REQs are the first page (the live stream) and the empty page below it.
+        assert len(s.reqs()) == 2
+        live = make_exercise(ALICE, "live", created_at=int(time.time()))
+        await relay.add_event(live)
+        await wait_for(lambda: ids([live]) <= stored_ids(s.daemon), timeout=10, what="live event")
+
+
+async def test_relay_ending_every_subscription_is_backed_off_from_and_still_synced(
+    tmp_path: Path,
+) -> None:
+    events = alice_events(20)
+    # The relay ends each subscription 0.1 s after its EOSE: after the run completed.
+    idle = Behaviour(close_after_eose="error: shutting down idle subscriptions", close_delay=0.1)
+    relay = TimedRelay(events, idle)
+
+    def retry_gaps() -> list[float]:
+        # A run sends two REQs at once (its live page, then the empty page below it);
+        # the gaps between runs are the retry delays.
+        return [b - a for a, b in itertools.pairwise(relay.req_times) if b - a > 0.15]
+
+    async with hostile(tmp_path, relay) as s:
+        await wait_for(lambda: len(retry_gaps()) >= 4, timeout=15, what="four retried runs")
+        assert stored_ids(s.daemon) == ids(events)
+        # Each run completed, yet its live stream was ended soon after: the retries back
+        # off (0.2, 0.4, 0.8, 1.6 s + up to 0.2 s jitter) instead of repeating at the
+        # minimum delay.
+        gaps = retry_gaps()
+        assert gaps[3] >= 1.0 and gaps[3] > gaps[0], gaps
+        assert s.worker.status.connects == 1
+        # A new event reaches the store through the retried run, not a live stream.
+        fresh = make_exercise(ALICE, "fresh", created_at=int(time.time()))
+        await relay.add_event(fresh)
+        await wait_for(lambda: ids([fresh]) <= stored_ids(s.daemon), timeout=10, what="retried run")
 
 
 # ---------------------------------------------------------------- broken streams
