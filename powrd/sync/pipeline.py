@@ -28,6 +28,7 @@ from powrd.store import ingest as store_ingest
 from powrd.store.ingest import BatchResult, IngestItem
 from powrd.store.queries import known_ids
 from powrd.store.store import Store
+from powrd.sync.slices import TimeSlice
 
 
 @dataclass(slots=True)
@@ -113,11 +114,10 @@ class Pipeline:
             stats = self.stats[source] = SourceStats()
         return stats
 
-    def _prepare(
-        self, source: str, items: Sequence[tuple[Any, int]], result: SubmitResult
-    ) -> list[IngestItem]:
-        """Everything before the writer: shape, dedupe, policy, verification, processing."""
-        now = int(self.clock())
+    def _screen(
+        self, items: Sequence[tuple[Any, int]], result: SubmitResult
+    ) -> list[tuple[Event, int]]:
+        """Shape-check and drop what is already stored: the cheap part of preparing."""
         events: list[tuple[Event, int]] = []
         for obj, size in items:
             if isinstance(obj, Event):  # already shape-checked by the relay session
@@ -136,20 +136,47 @@ class Pipeline:
             stored = known_ids(self.store.reader(), [e.id for e, _ in fresh])
             result.duplicates += sum(1 for e, _ in fresh if e.id in stored)
             fresh = [(e, s) for e, s in fresh if e.id not in stored]
+        return fresh
+
+    def _admit(
+        self, source: str, event: Event, size: int, *, now: int, into: SubmitResult,
+        prepared: list[IngestItem],
+    ) -> None:
+        """Policy, signature and NIP-101e processing of one fresh event."""
+        failure = policy_failure(event, size, self.policy, now) or verification_failure(event)
+        self.verified += 1
+        if failure is not None:
+            into.rejected.append((event.id, failure))
+            return
+        self.seen.add(event.id)
+        prepared.append(IngestItem(event, source, process(event)))
+
+    def _prepare(
+        self, source: str, items: Sequence[tuple[Any, int]], result: SubmitResult
+    ) -> list[IngestItem]:
+        """Everything before the writer: shape, dedupe, policy, verification, processing."""
+        now = int(self.clock())
         prepared: list[IngestItem] = []
-        batch_ids: set[str] = set()
-        for event, size in fresh:
-            if event.id in batch_ids:
+        for event, size in self._screen(items, result):
+            if event.id in self.seen:  # twice in this batch
                 result.duplicates += 1
-                continue
-            failure = policy_failure(event, size, self.policy, now) or verification_failure(event)
-            self.verified += 1
-            if failure is not None:
-                result.rejected.append((event.id, failure))
-                continue
-            batch_ids.add(event.id)
-            self.seen.add(event.id)
-            prepared.append(IngestItem(event, source, process(event)))
+            else:
+                self._admit(source, event, size, now=now, into=result, prepared=prepared)
+        return prepared
+
+    async def _prepare_in_slices(
+        self, source: str, items: Sequence[tuple[Any, int]], result: SubmitResult
+    ) -> list[IngestItem]:
+        """:meth:`_prepare`, yielding to the event loop between events as its slice ends."""
+        now = int(self.clock())
+        prepared: list[IngestItem] = []
+        time_slice = TimeSlice()
+        for event, size in self._screen(items, result):
+            if event.id in self.seen:  # twice in this batch, or admitted meanwhile
+                result.duplicates += 1
+            else:
+                self._admit(source, event, size, now=now, into=result, prepared=prepared)
+            await time_slice.pause()
         return prepared
 
     def _operation(
@@ -209,7 +236,11 @@ class Pipeline:
             items: decoded event objects with their size in bytes as received.
             also: more writes for the same transaction (the outbox entry of a local event).
         """
-        result, prepared, operation = self._begin(source, items, also)
+        self.source_stats(source).received += len(items)
+        result = SubmitResult()
+        prepared = await self._prepare_in_slices(source, items, result)
+        now = int(self.clock())
+        operation = self._operation(source, prepared, list(result.rejected), now, also)
         try:
             batch = await self.store.writer.run(operation)
         except BaseException:
@@ -220,7 +251,11 @@ class Pipeline:
 
     def submit_blocking(self, source: str, items: Sequence[tuple[Any, int]]) -> SubmitResult:
         """:meth:`submit` for callers without an event loop (``powrd import``)."""
-        result, prepared, operation = self._begin(source, items, None)
+        self.source_stats(source).received += len(items)
+        result = SubmitResult()
+        prepared = self._prepare(source, items, result)
+        now = int(self.clock())
+        operation = self._operation(source, prepared, list(result.rejected), now, None)
         try:
             batch = self.store.writer.call(operation)
         except BaseException:
@@ -228,16 +263,6 @@ class Pipeline:
             raise
         self._finish(source, prepared, batch, result)
         return result
-
-    def _begin(
-        self, source: str, items: Sequence[tuple[Any, int]], also: AlsoInTransaction | None
-    ) -> tuple[SubmitResult, list[IngestItem], Callable[[apsw.Connection], BatchResult]]:
-        """Everything before the writer, and the writer operation that stores the rest."""
-        self.source_stats(source).received += len(items)
-        result = SubmitResult()
-        prepared = self._prepare(source, items, result)
-        now = int(self.clock())
-        return result, prepared, self._operation(source, prepared, list(result.rejected), now, also)
 
     def _forget(self, prepared: list[IngestItem]) -> None:
         """The batch was not stored: its ids must be verified again when they come back."""

@@ -44,6 +44,7 @@ from powrd.sync.backfill import ScopeSync, Subscriptions
 from powrd.sync.pipeline import Pipeline
 from powrd.sync.plan import Scope
 from powrd.sync.publisher import RelayDelivery
+from powrd.sync.slices import TimeSlice
 from powrd.sync.status import RelayState, RelayStatus
 
 log = structlog.get_logger("powrd.sync.relay")
@@ -53,6 +54,7 @@ log = structlog.get_logger("powrd.sync.relay")
 HARD_FRAME_CAP = 16 * 1024 * 1024
 STABLE_SESSION_SECONDS = 30.0
 BATCH_MAX = 500
+READ_CHUNK_BYTES = 64 * 1024
 MAX_BATCHES_COMMITTING = 2
 
 
@@ -179,6 +181,10 @@ class RelayWorker:
         except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as error:
             self.status.last_error = f"connect: {error}"
             raise ConnectionLost(str(error)) from None
+        # websockets parses every frame of one socket read before the event loop runs
+        # anything else; asyncio reads up to 256 KiB at a time, some 250 frames under a
+        # flood. Smaller reads keep the control socket answering quickly.
+        ws.transport.max_size = READ_CHUNK_BYTES  # type: ignore[attr-defined]
         started = time.monotonic()
         self.status.state = RelayState.CONNECTED
         self.status.connects += 1
@@ -237,10 +243,14 @@ class RelayWorker:
     async def _read(
         self, ws: ClientConnection, session: RelaySession, queue: asyncio.Queue[Any]
     ) -> None:
+        time_slice = TimeSlice()
         try:
+            # Buffered frames are handed out without a suspension point: a flooding
+            # relay would keep this loop running unless it yields on its own.
             async for frame in ws:
                 for output in session.receive(frame):
                     await queue.put(output)
+                await time_slice.pause()
         except websockets.exceptions.ConnectionClosed as closed:
             if closed.sent is not None and closed.sent.code == CloseCode.MESSAGE_TOO_BIG:
                 # websockets refused a frame over the hard cap, which ends the connection.
