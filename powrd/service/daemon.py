@@ -26,6 +26,7 @@ from powrd.control.server import AlreadyRunning, ControlServer
 from powrd.identity import IdentityError, load_secret_key
 from powrd.library.cache import QueryCache, run_access_flusher
 from powrd.protocol.validate import Policy
+from powrd.service import collector
 from powrd.service.notify import Notifier, watchdog_interval, watchdog_loop
 from powrd.store import fetchqueue, outbox, queries
 from powrd.store import ingest as store_ingest
@@ -187,6 +188,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         try:
             await self.start()
+            collector.settle_after_startup()
             await self._stop.wait()
         finally:
             await self.stop()
