@@ -96,6 +96,7 @@ class SyncConfig:
     min_reconnect_interval_seconds: float = 2.0
     eose_timeout_seconds: float = 30.0
     queue_max_events: int = 10000
+    compression: bool = False
 
 
 @dataclass(frozen=True)
@@ -377,8 +378,7 @@ def _path(source: _Source, key: str, value: Any) -> Path:
 def _secret_key_file(source: _Source, key: str, value: Any) -> Path:
     if isinstance(value, str):
         text = value.strip().lower()
-        is_hex_key = len(text) == 64 and _HEX_DIGITS.issuperset(text)
-        if is_hex_key or text.startswith(("nsec1", "ncryptsec1")):
+        if _is_hex_key(text) or text.startswith(("nsec1", "ncryptsec1")):
             source.fail(
                 f"{key}: expected the path of a file holding the secret key, found what looks "
                 "like the key itself; put the key in a file only you can read (chmod 600) "
@@ -485,6 +485,7 @@ _SECTIONS: dict[str, dict[str, Check]] = {
         "min_reconnect_interval_seconds": _seconds(zero_allowed=True),
         "eose_timeout_seconds": _seconds(zero_allowed=False),
         "queue_max_events": _integer(1),
+        "compression": _boolean,
     },
     "limits": {
         "max_event_bytes": _integer(1),
@@ -647,6 +648,10 @@ def _looks_secret(text: str) -> bool:
     return "nsec1" in lowered or "ncryptsec1" in lowered
 
 
+def _is_hex_key(text: str) -> bool:
+    return len(text) == 64 and _HEX_DIGITS.issuperset(text.lower())
+
+
 def _describe(value: object) -> str:
     """How a found value is shown in an error: TOML-like, short, never a secret."""
     if isinstance(value, bool):
@@ -654,6 +659,9 @@ def _describe(value: object) -> str:
     if isinstance(value, str):
         if _looks_secret(value):
             return "a secret key (not shown)"
+        if _is_hex_key(value):
+            # A hex secret key looks exactly like a hex public key: show neither.
+            return "a 64-character hex key (not shown)"
         # Long enough for a whole npub or relay URL, short enough for one line.
         shown = value if len(value) <= 80 else value[:77] + "..."
         return json.dumps(shown, ensure_ascii=False)
@@ -669,6 +677,6 @@ def _describe(value: object) -> str:
 
 
 def _show_key(key: str) -> str:
-    if _looks_secret(key):
+    if _looks_secret(key) or _is_hex_key(key):
         return "<a secret key, not shown>"
     return key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)

@@ -289,6 +289,12 @@ ERRORS = [
         "powrd.toml: unknown key store.zzz (known: path, batch_max_events, rejected_log_max)",
     ),
     (f"[identity]\n{NSEC} = 1\n", "powrd.toml: unknown key identity.<a secret key, not shown>"),
+    # A hex secret key cannot be told from a hex public key: neither is repeated.
+    (
+        f'[media]\nallowed_types = ["{"ab" * 32}"]\n',
+        "powrd.toml: media.allowed_types[0]: expected a media type or prefix such as "
+        '"image/" or "video/mp4", found a 64-character hex key (not shown)',
+    ),
     (
         '[[relays]]\nurl = "wss://a"\nwrit = true\n',
         "powrd.toml: unknown key relays[0].writ (did you mean relays[0].write?)",
