@@ -25,8 +25,7 @@ from powrd.protocol.session import (
     RelaySession,
     SubscriptionClosed,
 )
-
-HARD_FRAME_CAP = 16 * 1024 * 1024
+from powrd.sync.connection import connect_relay, receive_frames
 
 
 class FetchFailed(Exception):
@@ -57,12 +56,10 @@ async def fetch_once(
     deadline = time.monotonic() + within
     try:
         async with asyncio.timeout(within):
-            ws = await websockets.connect(
-                url, max_size=HARD_FRAME_CAP, open_timeout=within, close_timeout=1, proxy=None
-            )
+            ws = await connect_relay(url, open_timeout=within)
             try:
                 await ws.send(session.open_subscription("fetch", filters))
-                async for frame in ws:
+                async for frame in receive_frames(ws):
                     for output in session.receive(frame):
                         if isinstance(output, Incoming):
                             result.events.append((output.event, output.size))
@@ -97,12 +94,12 @@ async def publish_once(
     replies: dict[str, tuple[bool, str]] = {}
     try:
         async with asyncio.timeout(within):
-            ws = await websockets.connect(url, max_size=HARD_FRAME_CAP, close_timeout=1, proxy=None)
+            ws = await connect_relay(url)
             try:
                 for raw in events_json:
                     event_id = loads(raw)["id"]
                     await ws.send(session.publish(event_id, raw, time.monotonic()))
-                async for frame in ws:
+                async for frame in receive_frames(ws):
                     for output in session.receive(frame):
                         if isinstance(output, PublishResult):
                             replies[output.event_id] = (output.accepted, output.message)

@@ -41,6 +41,7 @@ from powrd.protocol.signing import auth_event
 from powrd.store import checkpoints
 from powrd.sync import backoff
 from powrd.sync.backfill import ScopeSync, Subscriptions
+from powrd.sync.connection import HARD_FRAME_CAP, connect_relay, receive_frames
 from powrd.sync.pipeline import Pipeline
 from powrd.sync.plan import Scope
 from powrd.sync.publisher import RelayDelivery
@@ -49,12 +50,8 @@ from powrd.sync.status import RelayState, RelayStatus
 
 log = structlog.get_logger("powrd.sync.relay")
 
-# websockets closes a connection whose message exceeds this; smaller oversized frames
-# are dropped and counted by the session instead (max_frame_bytes).
-HARD_FRAME_CAP = 16 * 1024 * 1024
 STABLE_SESSION_SECONDS = 30.0
 BATCH_MAX = 500
-READ_CHUNK_BYTES = 64 * 1024
 MAX_BATCHES_COMMITTING = 2
 
 
@@ -170,21 +167,10 @@ class RelayWorker:
         self.status.state = RelayState.CONNECTING
         self.status.connect_attempts += 1
         try:
-            ws = await websockets.connect(
-                self.url,
-                max_size=HARD_FRAME_CAP,
-                open_timeout=10,
-                close_timeout=2,
-                max_queue=64,
-                proxy=None,
-            )
+            ws = await connect_relay(self.url, compression=self.settings.compression)
         except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as error:
             self.status.last_error = f"connect: {error}"
             raise ConnectionLost(str(error)) from None
-        # websockets parses every frame of one socket read before the event loop runs
-        # anything else; asyncio reads up to 256 KiB at a time, some 250 frames under a
-        # flood. Smaller reads keep the control socket answering quickly.
-        ws.transport.max_size = READ_CHUNK_BYTES  # type: ignore[attr-defined]
         started = time.monotonic()
         self.status.state = RelayState.CONNECTED
         self.status.connects += 1
@@ -247,7 +233,7 @@ class RelayWorker:
         try:
             # Buffered frames are handed out without a suspension point: a flooding
             # relay would keep this loop running unless it yields on its own.
-            async for frame in ws:
+            async for frame in receive_frames(ws):
                 for output in session.receive(frame):
                     await queue.put(output)
                 await time_slice.pause()

@@ -109,7 +109,7 @@ async def test_garbage_frames_are_dropped_and_counted(tmp_path: Path) -> None:
 
 async def test_oversized_frame_is_dropped_and_the_connection_survives(tmp_path: Path) -> None:
     events = alice_events(10)
-    # 2 MiB: over max_frame_bytes (1 MiB) but under the 16 MiB websocket cap.
+    # 2 MiB: over max_frame_bytes (1 MiB) but under the 4 MiB websocket cap.
     relay = FaultRelay(events, Behaviour(oversized_bytes=2 * 1024 * 1024))
     async with hostile(tmp_path, relay) as s:
         await s.backfilled()
@@ -136,10 +136,11 @@ async def test_compressed_bombs_under_the_hard_cap_are_dropped_and_the_connectio
     tmp_path: Path,
 ) -> None:
     events = alice_events(10)
-    # Each bomb is about 15 KB on the wire and inflates to 15 MiB: over max_frame_bytes,
-    # under the 16 MiB cap that bounds inflation.
-    bombs = Behaviour(bombs=20, bomb_bytes=15 * 1024 * 1024)
-    async with hostile(tmp_path, FaultRelay(events, bombs, compression=True)) as s:
+    # Each bomb is about 3 KB on the wire and inflates to 3 MiB: over max_frame_bytes,
+    # under the 4 MiB cap that bounds inflation.
+    bombs = Behaviour(bombs=20, bomb_bytes=3 * 1024 * 1024)
+    relay = FaultRelay(events, bombs, compression=True)
+    async with hostile(tmp_path, relay, compression="true") as s:
         await s.backfilled()
         assert stored_ids(s.daemon) == ids(events)
         assert s.worker.status.dropped[reasons.FRAME_TOO_LARGE] == 20 * len(s.reqs())
@@ -150,15 +151,31 @@ async def test_compressed_bomb_over_the_hard_cap_ends_the_connection_and_is_coun
     tmp_path: Path,
 ) -> None:
     events = alice_events(5)
-    # 256 KB on the wire that would inflate to 256 MiB: inflation stops at the cap.
-    bomb = Behaviour(bombs=1, bomb_bytes=256 * 1024 * 1024)
+    # 64 KB on the wire that would inflate to 64 MiB: inflation stops at the cap.
+    bomb = Behaviour(bombs=1, bomb_bytes=64 * 1024 * 1024)
     relay = FaultRelay(events, per_connection=[bomb], compression=True)
-    async with hostile(tmp_path, relay) as s:
+    async with hostile(tmp_path, relay, compression="true") as s:
         await s.backfilled(within=15)
         assert stored_ids(s.daemon) == ids(events)
         assert s.worker.status.dropped[reasons.FRAME_TOO_LARGE] == 1
         assert s.worker.status.connects == 2
         assert "hard cap" in (s.worker.status.last_error or "")
+
+
+async def test_compressed_frames_unasked_end_the_connection_when_compression_is_off(
+    tmp_path: Path,
+) -> None:
+    events = alice_events(5)
+    # The relay offers compression but powrd (by default) does not ask for it; the
+    # bomb arrives anyway, and is refused without being inflated.
+    bomb = Behaviour(bombs=1, bomb_bytes=3 * 1024 * 1024)
+    relay = FaultRelay(events, per_connection=[bomb], compression=True)
+    async with hostile(tmp_path, relay) as s:
+        await s.backfilled(within=15)
+        assert stored_ids(s.daemon) == ids(events)
+        assert s.worker.status.connects == 2
+        assert "1002" in (s.worker.status.last_error or ""), s.worker.status.last_error
+        assert s.worker.status.dropped[reasons.FRAME_TOO_LARGE] == 0
 
 
 # ---------------------------------------------------------------- what the relay sends
