@@ -23,7 +23,13 @@ from powrd.protocol import reasons
 from powrd.protocol.event import loads
 from tests.support.daemon import write_config
 from tests.support.daemon_process import DaemonProcess, daemon_process, poll
-from tests.support.events import keys_for, make_event, make_exercise, make_record, pubkey_of
+from tests.support.events import (
+    exercises_and_records,
+    keys_for,
+    make_event,
+    make_exercise,
+    pubkey_of,
+)
 from tests.support.faultrelay import Behaviour
 from tests.support.faultrelay_process import relay_process
 
@@ -37,12 +43,8 @@ PROBE_SECONDS = 3.0
 
 
 def alice_events(n: int) -> list[str]:
-    return [
-        make_record(ALICE, f"r{i}", [], created_at=T0 + i)
-        if i % 2
-        else make_exercise(ALICE, f"e{i}", created_at=T0 + i)
-        for i in range(n)
-    ]
+    """``n`` of Alice's exercises and records, one second apart from T0, oldest first."""
+    return exercises_and_records(ALICE, n, T0)
 
 
 def peak_rss_kb(pid: int) -> int:

@@ -275,3 +275,14 @@ def make_deletion(
     kinds = sorted({int(coord.split(":", 1)[0]) for coord in coord_list})
     tags += [["k", str(kind)] for kind in kinds]
     return make_event(keys, KIND_DELETION, content, tags, created_at)
+
+
+def exercises_and_records(keys: nostr_sdk.Keys, n: int, start: int) -> list[str]:
+    """``n`` events of ``keys``, exercises and records in turn, one second apart from
+    ``start``, oldest first."""
+    return [
+        make_record(keys, f"r{i}", [], created_at=start + i)
+        if i % 2
+        else make_exercise(keys, f"e{i}", created_at=start + i)
+        for i in range(n)
+    ]

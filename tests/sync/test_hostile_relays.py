@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from powrd.control.client import ControlClient
 from powrd.protocol import reasons
 from powrd.protocol.event import dumps, loads
@@ -26,7 +28,13 @@ from powrd.store import checkpoints
 from powrd.sync.plan import plan
 from powrd.sync.relay import RelayWorker
 from tests.support.daemon import running_daemon, stored_ids, wait_for, write_config
-from tests.support.events import keys_for, make_event, make_exercise, make_record, pubkey_of
+from tests.support.events import (
+    exercises_and_records,
+    keys_for,
+    make_event,
+    make_exercise,
+    pubkey_of,
+)
 from tests.support.faultrelay import GARBAGE_FRAMES, Behaviour, FaultRelay
 
 ALICE = keys_for("hostile", 0)
@@ -38,12 +46,7 @@ T0 = 1_700_000_000
 
 def alice_events(n: int) -> list[str]:
     """``n`` of Alice's exercises and records, one second apart from T0, oldest first."""
-    return [
-        make_record(ALICE, f"r{i}", [], created_at=T0 + i)
-        if i % 2
-        else make_exercise(ALICE, f"e{i}", created_at=T0 + i)
-        for i in range(n)
-    ]
+    return exercises_and_records(ALICE, n, T0)
 
 
 def ids(events: list[str]) -> set[str]:
@@ -121,10 +124,22 @@ async def test_oversized_frame_is_dropped_and_the_connection_survives(tmp_path: 
         await wait_for(lambda: ids([live]) <= stored_ids(s.daemon), timeout=10, what="live event")
 
 
-async def test_frame_over_the_hard_cap_ends_the_connection_and_is_counted(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("too_big", "compression"),
+    [
+        # 5 MiB of plain text over the 4 MiB websocket cap.
+        (Behaviour(oversized_bytes=5 * 1024 * 1024), False),
+        # 64 KB on the wire that would inflate to 64 MiB: inflation stops at the cap.
+        (Behaviour(bombs=1, bomb_bytes=64 * 1024 * 1024), True),
+    ],
+    ids=["plain", "compressed"],
+)
+async def test_frame_over_the_hard_cap_ends_the_connection_and_is_counted(
+    tmp_path: Path, too_big: Behaviour, compression: bool
+) -> None:
     events = alice_events(5)
-    too_big = Behaviour(oversized_bytes=17 * 1024 * 1024)
-    async with hostile(tmp_path, FaultRelay(events, per_connection=[too_big])) as s:
+    relay = FaultRelay(events, per_connection=[too_big], compression=compression)
+    async with hostile(tmp_path, relay, compression=str(compression).lower()) as s:
         await s.backfilled(within=15)
         assert stored_ids(s.daemon) == ids(events)
         assert s.worker.status.dropped[reasons.FRAME_TOO_LARGE] == 1
@@ -145,21 +160,6 @@ async def test_compressed_bombs_under_the_hard_cap_are_dropped_and_the_connectio
         assert stored_ids(s.daemon) == ids(events)
         assert s.worker.status.dropped[reasons.FRAME_TOO_LARGE] == 20 * len(s.reqs())
         assert s.worker.status.connects == 1
-
-
-async def test_compressed_bomb_over_the_hard_cap_ends_the_connection_and_is_counted(
-    tmp_path: Path,
-) -> None:
-    events = alice_events(5)
-    # 64 KB on the wire that would inflate to 64 MiB: inflation stops at the cap.
-    bomb = Behaviour(bombs=1, bomb_bytes=64 * 1024 * 1024)
-    relay = FaultRelay(events, per_connection=[bomb], compression=True)
-    async with hostile(tmp_path, relay, compression="true") as s:
-        await s.backfilled(within=15)
-        assert stored_ids(s.daemon) == ids(events)
-        assert s.worker.status.dropped[reasons.FRAME_TOO_LARGE] == 1
-        assert s.worker.status.connects == 2
-        assert "hard cap" in (s.worker.status.last_error or "")
 
 
 async def test_compressed_frames_unasked_end_the_connection_when_compression_is_off(
