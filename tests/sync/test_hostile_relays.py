@@ -422,6 +422,40 @@ async def test_thousands_of_closed_frames_for_unknown_subscriptions_are_counted(
         await wait_for(lambda: ids([live]) <= stored_ids(s.daemon), timeout=10, what="live event")
 
 
+async def test_a_thousand_subscriptions_closed_at_once_are_retried_with_backoff(
+    tmp_path: Path,
+) -> None:
+    # One author per filter: a thousand scopes, each its own subscription.
+    authors = [keys_for("closed-many", i) for i in range(1000)]
+    events = [make_exercise(keys, "squat", created_at=T0) for keys in authors[:20]]
+    relay = TimedRelay(events, Behaviour(closed_reason="error: too many subscriptions"))
+    async with relay:
+        config = write_config(tmp_path, relays=[relay.url], authors=[pubkey_of(k) for k in authors])
+        text = config.read_text().replace("[sync]\n", "[sync]\nmax_authors_per_filter = 1\n")
+        config.write_text(text)
+        async with running_daemon(config) as daemon:
+            worker = daemon.workers[relay.url][0]
+            await wait_for(lambda: len(relay.req_times) >= 3000, timeout=30, what="retries")
+            asked: dict[str, list[float]] = {}
+            reqs = [m for m in relay.received if isinstance(m, list) and m[:1] == ["REQ"]]
+            for req, at in zip(reqs, relay.req_times, strict=False):
+                asked.setdefault(req[2]["authors"][0], []).append(at)
+            assert len(asked) == 1000
+            # Each closed subscription waited out its backoff (0.2 s at least) before it
+            # was asked for again: none answered its CLOSED with a REQ at once.
+            gaps = [b - a for times in asked.values() for a, b in itertools.pairwise(times)]
+            assert gaps and min(gaps) >= 0.18, min(gaps)
+            async with ControlClient(daemon.config.control.socket) as client:
+                started = time.monotonic()
+                status = await client.call("status")
+                assert time.monotonic() - started < 1.0
+            assert status["relays"][0]["state"] == "connected"
+            relay.set_behaviour(Behaviour())
+            await wait_for(lambda: worker.status.backfill_complete, timeout=30, what="recovery")
+            assert ids(events) <= stored_ids(daemon)
+            assert worker.status.connects == 1
+
+
 async def test_relay_ending_every_subscription_is_backed_off_from_and_still_synced(
     tmp_path: Path,
 ) -> None:
