@@ -117,7 +117,17 @@ def status(result: Mapping[str, Any]) -> str:
         lines.append(f"media      {state}, {media.get('downloads', 0)} downloads,"
                      f" {media.get('failures', 0)} failures,"
                      f" {media.get('stored_bytes', 0)} bytes stored")
+    memory = result.get("memory")
+    if isinstance(memory, Mapping):
+        lines.append(f"memory     {_mib(memory.get('rss_bytes'))} resident"
+                     f" (peak {_mib(memory.get('peak_rss_bytes'))}),"
+                     f" SQLite {_mib(memory.get('sqlite_bytes'))},"
+                     f" {memory.get('seen_ids', 0)} ids remembered")
     return "\n".join(lines)
+
+
+def _mib(size: object) -> str:
+    return f"{size / 2**20:.0f} MiB" if isinstance(size, int) else "?"
 
 
 def _retry(seconds: float | None) -> str | None:

@@ -26,7 +26,7 @@ from powrd.control.server import AlreadyRunning, ControlServer
 from powrd.identity import IdentityError, load_secret_key
 from powrd.library.cache import QueryCache, run_access_flusher
 from powrd.protocol.validate import Policy
-from powrd.service import collector
+from powrd.service import memory
 from powrd.service.notify import Notifier, watchdog_interval, watchdog_loop
 from powrd.store import fetchqueue, outbox, queries
 from powrd.store import ingest as store_ingest
@@ -188,7 +188,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         try:
             await self.start()
-            collector.settle_after_startup()
+            memory.settle_after_startup()
             await self._stop.wait()
         finally:
             await self.stop()
@@ -349,6 +349,7 @@ class Daemon:
             "counts": queries.counts(self.store.reader()),
             "cache": self.cache.stats().as_dict(),
             "media": self.media.status() if self.media is not None else {"enabled": False},
+            "memory": memory.usage(len(self.pipeline.seen) if self.pipeline is not None else 0),
         }
 
 

@@ -146,3 +146,8 @@ class WriterLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def sqlite_memory() -> tuple[int, int]:
+    """Bytes SQLite holds now, and the most it has held, over every connection."""
+    return apsw.memory_used(), apsw.memory_high_water()

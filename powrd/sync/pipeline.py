@@ -68,6 +68,9 @@ class SeenIds:
     def __contains__(self, event_id: str) -> bool:
         return event_id in self._ids
 
+    def __len__(self) -> int:
+        return len(self._ids)
+
     def add(self, event_id: str) -> None:
         self._ids[event_id] = None
         if len(self._ids) > self.capacity:

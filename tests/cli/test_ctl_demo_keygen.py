@@ -96,12 +96,22 @@ def test_status_table(daemon: DaemonProcess, relay: LocalRelayHandle) -> None:
     assert re.search(rf"^{re.escape(relay.url)}\s+connected\s+\d+\s+0\s+-\s+-$", out, re.M)
     assert re.search(r"^events\s+4\s+\(1301: 1, 33401: 2, 33402: 1\)$", out, re.M)
     assert "2 exercises, 1 templates (1 incomplete), 1 records" in out
+    assert re.search(r"^memory\s+\d+ MiB resident \(peak \d+ MiB\), SQLite \d+ MiB, 4 ids", out, re.M)
 
 
 def test_status_json(daemon: DaemonProcess) -> None:
     status = ctl_json(daemon, "status")
     assert status["state"] == "running"
     assert status["counts"]["templates"] == 1
+    memory = status["memory"]
+    # The daemon's own figures, checked against what the kernel says of its process.
+    kernel_peak = int(
+        next(line for line in Path(f"/proc/{daemon.process.pid}/status").read_text().splitlines()
+             if line.startswith("VmHWM:")).split()[1]
+    ) * 1024
+    assert 0 < memory["rss_bytes"] <= memory["peak_rss_bytes"] <= kernel_peak
+    assert 0 < memory["sqlite_bytes"] <= memory["sqlite_peak_bytes"]
+    assert memory["seen_ids"] == 4
 
 
 def test_socket_from_env_config_or_option(daemon: DaemonProcess) -> None:
