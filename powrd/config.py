@@ -97,6 +97,7 @@ class SyncConfig:
     eose_timeout_seconds: float = 30.0
     queue_max_events: int = 10000
     compression: bool = False
+    allow_private_relays: bool = False
 
 
 @dataclass(frozen=True)
@@ -486,6 +487,7 @@ _SECTIONS: dict[str, dict[str, Check]] = {
         "eose_timeout_seconds": _seconds(zero_allowed=False),
         "queue_max_events": _integer(1),
         "compression": _boolean,
+        "allow_private_relays": _boolean,
     },
     "limits": {
         "max_event_bytes": _integer(1),

@@ -124,6 +124,7 @@ class Daemon:
                 self.config.resolver,
                 max_frame_bytes=self.config.sync.max_frame_bytes,
                 backfilling=self._backfilling,
+                allow_private_relays=self.config.sync.allow_private_relays,
             )
             self.commit_listeners.append(self.resolver.on_commit)
         from powrd.control.methods import build_methods

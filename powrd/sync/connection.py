@@ -24,10 +24,13 @@ publishes) goes through :func:`connect_relay`, so they all share these bounds:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosedOK
+
+from powrd.sync.address import Pinned
 
 HARD_FRAME_CAP = 4 * 1024 * 1024
 RECEIVE_QUEUE_FRAMES = 16
@@ -36,7 +39,11 @@ READ_CHUNK_BYTES_COMPRESSED = 1024
 
 
 async def connect_relay(
-    url: str, *, open_timeout: float | None = 10, compression: bool = False
+    url: str,
+    *,
+    open_timeout: float | None = 10,
+    compression: bool = False,
+    pinned: Pinned | None = None,
 ) -> ClientConnection:
     """Open a websocket to ``url`` with powrd's limits (see the module docstring).
 
@@ -47,11 +54,21 @@ async def connect_relay(
             event loop up to :data:`HARD_FRAME_CAP` bytes of work per few kilobytes a
             relay sends, and a relay that sends compressed frames unasked is refused
             with a protocol error instead.
+        pinned: for a learned URL, the address :class:`~powrd.sync.address.AddressPolicy`
+            checked: the TCP connection goes there (no second name lookup), the URL's
+            host stays in the ``Host`` header and TLS server name, and no redirect is
+            followed to another host.
 
     Raises:
         OSError, TimeoutError, websockets.exceptions.WebSocketException: as
             ``websockets.connect`` does.
     """
+    pinning: dict[str, Any] = {}
+    if pinned is not None:
+        url = pinned.url
+        pinning = {"host": pinned.address, "port": pinned.port}
+        if pinned.scheme == "wss":
+            pinning["server_hostname"] = pinned.host
     ws = await websockets.connect(
         url,
         max_size=HARD_FRAME_CAP,
@@ -60,6 +77,7 @@ async def connect_relay(
         open_timeout=open_timeout,
         close_timeout=2,
         proxy=None,
+        **pinning,
     )
     compressed = bool(ws.protocol.extensions)
     # The attribute asyncio's selector transports pass to recv(); absent elsewhere,

@@ -1,7 +1,8 @@
 """One-shot relay exchanges: connect, ask or publish once, disconnect.
 
 The resolver fetches missing coordinates this way, including from relays that are only
-named in a relay hint and are not configured; ``powrd demo`` seeds its relay with
+named in a relay hint and are not configured (those are checked and pinned by
+:mod:`powrd.sync.address` first); ``powrd demo`` seeds its relay with
 :func:`publish_once`.
 """
 
@@ -25,6 +26,7 @@ from powrd.protocol.session import (
     RelaySession,
     SubscriptionClosed,
 )
+from powrd.sync.address import Pinned
 from powrd.sync.connection import connect_relay, receive_frames
 
 
@@ -44,9 +46,18 @@ def is_fetchable_url(url: str) -> bool:
 
 
 async def fetch_once(
-    url: str, filters: Sequence[Filter], *, within: float, max_frame_bytes: int, max_events: int
+    url: str,
+    filters: Sequence[Filter],
+    *,
+    within: float,
+    max_frame_bytes: int,
+    max_events: int,
+    pinned: Pinned | None = None,
 ) -> FetchResult:
     """Ask ``url`` for ``filters`` once and return the events served before EOSE.
+
+    ``pinned``: for a learned URL, the checked address to connect to (see
+    :func:`~powrd.sync.connection.connect_relay`).
 
     Raises:
         FetchFailed: on connection errors, a timeout before EOSE, or a CLOSED reply.
@@ -56,7 +67,7 @@ async def fetch_once(
     deadline = time.monotonic() + within
     try:
         async with asyncio.timeout(within):
-            ws = await connect_relay(url, open_timeout=within)
+            ws = await connect_relay(url, open_timeout=within, pinned=pinned)
             try:
                 await ws.send(session.open_subscription("fetch", filters))
                 async for frame in receive_frames(ws):
@@ -79,6 +90,8 @@ async def fetch_once(
         left = max(0.0, deadline - time.monotonic())
         raise FetchFailed(f"no EOSE within {within:.0f} s" if left == 0 else "timed out") from None
     except (OSError, websockets.exceptions.WebSocketException) as error:
+        raise FetchFailed(f"connect: {error}") from None
+    except ValueError as error:  # websockets refusing a redirect away from a pinned host
         raise FetchFailed(f"connect: {error}") from None
 
 

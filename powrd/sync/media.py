@@ -1,12 +1,17 @@
 """The media task: downloads the images and videos that exercises link (NIP-92 ``imeta``).
 
 For each due ``exercise_media`` row (see :mod:`powrd.store.media`) it fetches ``url``
-over http or https only, never following a redirect to another scheme or, unless
-allowed, to a loopback, private or link-local address. The body is streamed under a
-size cap; the served content type must be allowed and match the tag's ``m``; the
-SHA-256 must match the tag's ``x`` when there is one. Images get a thumbnail that fits
-in a square of ``thumbnail_max_px`` (aspect ratio kept), made in a worker thread so
-decoding never blocks the event loop. Content and thumbnail are stored by one writer
+over http or https only. Every URL, and every redirect hop, goes through the address
+policy (:mod:`powrd.sync.address`): no userinfo, resolved once, refused unless every
+address is public, and the connection goes to the address that was checked (the
+``Host`` header and TLS server name keep the name), so DNS rebinding cannot turn a
+checked name into a loopback connection. The body must arrive uncompressed (any
+``Content-Encoding`` but identity is refused: a few kilobytes of gzip can inflate to
+gigabytes) and is streamed under a size cap counted on the bytes as received; the
+served content type must be allowed and match the tag's ``m``; the SHA-256 must match
+the tag's ``x`` when there is one. Images get a thumbnail that fits in a square of
+``thumbnail_max_px`` (aspect ratio kept), made in a worker thread so decoding never
+blocks the event loop. Content and thumbnail are stored by one writer
 operation that also evicts other media, lowest priority and least recently used
 first, until the total fits the budget. Transient failures are retried with backoff.
 
@@ -18,9 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import ipaddress
 import math
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Collection
@@ -39,6 +42,13 @@ from powrd.store.ingest import BatchResult
 from powrd.store.media import Download, MediaJob, MediaNotFound, media_chunks, media_info
 from powrd.store.store import Store
 from powrd.sync import backoff
+from powrd.sync.address import (
+    AddressPolicy,
+    AddressRefused,
+    Resolve,
+    UnresolvableHost,
+    system_resolve,
+)
 from powrd.sync.waiting import wait_until_woken
 
 __all__ = [
@@ -66,7 +76,8 @@ class MediaSettings:
 
     Attributes:
         allow_private_addresses: fetch from loopback/private/link-local addresses too;
-            off in the daemon, so a published URL cannot make it probe the local network.
+            for tests only: the daemon never sets it, so a published URL cannot make it
+            probe the local network.
     """
 
     enabled: bool = True
@@ -137,56 +148,68 @@ def check_served(served: str, declared: str | None, settings: MediaSettings) -> 
         raise MediaRejected(media.WRONG_TYPE, f"served type {served} is not allowed")
 
 
-async def _check_address(host: str, port: int, settings: MediaSettings) -> None:
-    if settings.allow_private_addresses:
-        return
-    try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as error:
-            raise MediaFailed(f"cannot resolve {host}: {error}") from None
-        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-    for address in addresses:
-        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-        if not (mapped or address).is_global:
-            raise MediaRejected(media.BAD_URL, f"{host} is a non-public address ({address})")
+def media_policy(settings: MediaSettings, resolve: Resolve = system_resolve) -> AddressPolicy:
+    """The address policy for media URLs: http(s), query strings allowed, never private."""
+    return AddressPolicy(
+        ("http", "https"),
+        allow_private=settings.allow_private_addresses,
+        resolve=resolve,
+        allow_query=True,
+    )
+
+
+def _identity_only(response: httpx.Response) -> None:
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        # httpx would inflate it: the size cap would then apply after the damage.
+        raise MediaRejected(
+            media.WRONG_TYPE, f"served with Content-Encoding {encoding[:40]}, not identity"
+        )
 
 
 async def fetch(
-    client: httpx.AsyncClient, url: str, declared: str | None, settings: MediaSettings
+    client: httpx.AsyncClient,
+    url: str,
+    declared: str | None,
+    settings: MediaSettings,
+    policy: AddressPolicy | None = None,
 ) -> tuple[bytes, str]:
     """Download ``url`` under the settings' limits; returns (body, served media type).
 
+    Each hop is checked and pinned by ``policy`` (:func:`media_policy` by default).
+
     Raises:
-        MediaRejected: wrong scheme or address, wrong type, or larger than ``max_bytes``.
+        MediaRejected: wrong scheme or address, wrong type or encoding, or larger than
+            ``max_bytes``.
         MediaFailed: network trouble, an HTTP error status, too many redirects.
     """
+    policy = policy or media_policy(settings)
     for _ in range(settings.max_redirects + 1):
-        parts = urlsplit(url)
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise MediaRejected(media.BAD_URL, f"not an http(s) URL: {url[:200]}")
         try:
-            port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-        except ValueError:
-            raise MediaRejected(media.BAD_URL, f"bad port in {url[:200]}") from None
-        await _check_address(parts.hostname, port, settings)
-        async with client.stream("GET", url) as response:
+            pinned = await policy.pin(url)
+        except AddressRefused as refusal:
+            raise MediaRejected(media.BAD_URL, f"{refusal}: {url[:200]}") from None
+        except UnresolvableHost as error:
+            raise MediaFailed(str(error)) from None
+        headers = {"Host": pinned.host_header}
+        extensions = {"sni_hostname": pinned.host} if pinned.scheme == "https" else {}
+        async with client.stream(
+            "GET", pinned.address_url, headers=headers, extensions=extensions
+        ) as response:
             location = response.headers.get("location")
             if response.status_code in _REDIRECTS and location:
-                url = urljoin(url, location)
+                url = urljoin(pinned.url, location)
                 continue
             if response.status_code != 200:
                 raise MediaFailed(f"HTTP {response.status_code}")
             served = normalized_type(response.headers.get("content-type"))
             check_served(served, declared, settings)
+            _identity_only(response)
             length = response.headers.get("content-length", "")
             if length.isdigit() and int(length) > settings.max_bytes:
                 raise MediaRejected(media.TOO_LARGE, f"{length} bytes > {settings.max_bytes}")
             body = bytearray()
-            async for chunk in response.aiter_bytes():
+            async for chunk in response.aiter_raw():
                 body += chunk
                 if len(body) > settings.max_bytes:
                     raise MediaRejected(media.TOO_LARGE, f"more than {settings.max_bytes} bytes")
@@ -235,6 +258,7 @@ class MediaFetcher:
         own_pubkeys: the user's public keys now, for eviction priority.
         clock: unix time (tests inject one).
         transport: an httpx transport (tests may inject one).
+        resolve: the name resolver for media hosts (tests inject a stub).
     """
 
     def __init__(
@@ -245,6 +269,7 @@ class MediaFetcher:
         *,
         clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
+        resolve: Resolve = system_resolve,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -252,6 +277,7 @@ class MediaFetcher:
         self.clock = clock
         self.stats = MediaStats()
         self._transport = transport
+        self.policy = media_policy(settings, resolve)
         self._client: httpx.AsyncClient | None = None
         self._wake = asyncio.Event()
 
@@ -341,7 +367,9 @@ class MediaFetcher:
         check_declared(job, s)
         try:
             async with asyncio.timeout(s.timeout_seconds):
-                body, served = await fetch(self._http(), job.url, job.media_type, s)
+                body, served = await fetch(
+                    self._http(), job.url, job.media_type, s, self.policy
+                )
         except TimeoutError:
             raise MediaFailed(f"timed out after {s.timeout_seconds:g} s") from None
         except httpx.UnsupportedProtocol as error:

@@ -4,9 +4,14 @@ Due coordinates are batched per (kind, author) into one filter each (``kinds``,
 ``authors``, ``#d``), so N missing exercises of one author cost one REQ per relay, not
 N. Relays are asked in order: the references' relay hints first (``ws(s)://`` only, at
 most ``max_extra_relays`` that are not configured), then the configured read relays,
-each only for what is still missing. A coordinate every relay answered EOSE for
-without serving it is ``not_found`` and is retried on a long interval; one that could
-not be asked everywhere is retried with exponential backoff.
+each only for what is still missing. A hinted relay that is not configured is learned,
+not trusted: :mod:`powrd.sync.address` checks and pins its address (refusing private
+ones unless ``[sync] allow_private_relays``), and :mod:`powrd.sync.learned` bounds how
+often and how many at once it is tried. A refused hint is skipped, not retried.
+
+A coordinate every relay answered EOSE for without serving it is ``not_found`` and is
+retried on a long interval; one that could not be asked everywhere is retried with
+exponential backoff.
 """
 
 from __future__ import annotations
@@ -25,7 +30,16 @@ from powrd.protocol.filters import Filter
 from powrd.store import fetchqueue, processed
 from powrd.store.ingest import BatchResult
 from powrd.sync import backoff
-from powrd.sync.fetch import FetchFailed, fetch_once, is_fetchable_url
+from powrd.sync.address import (
+    AddressPolicy,
+    AddressRefused,
+    Pinned,
+    Resolve,
+    UnresolvableHost,
+    system_resolve,
+)
+from powrd.sync.fetch import FetchFailed, FetchResult, fetch_once, is_fetchable_url
+from powrd.sync.learned import LearnedRelays
 from powrd.sync.pipeline import Pipeline
 from powrd.sync.waiting import wait_until_woken
 
@@ -57,7 +71,13 @@ def batch_filters(missing: Sequence[Missing]) -> list[Filter]:
 
 
 class Resolver:
-    """Run :meth:`run` as a task; :meth:`wake` when coordinates went missing."""
+    """Run :meth:`run` as a task; :meth:`wake` when coordinates went missing.
+
+    Args:
+        allow_private_relays: let hinted relays that are not configured resolve to
+            loopback/private addresses (``[sync] allow_private_relays``).
+        resolve: the name resolver for hinted relays (tests inject a stub).
+    """
 
     def __init__(
         self,
@@ -68,6 +88,8 @@ class Resolver:
         max_frame_bytes: int = 1024 * 1024,
         backfilling: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
+        allow_private_relays: bool = False,
+        resolve: Resolve = system_resolve,
     ) -> None:
         self.pipeline = pipeline
         self.store = pipeline.store
@@ -78,6 +100,15 @@ class Resolver:
         self.backfilling = backfilling
         self._held_since: float | None = None
         self.requests = 0  # REQs sent, for status and tests
+        self.policy = AddressPolicy(
+            ("ws", "wss"), allow_private=allow_private_relays, resolve=resolve
+        )
+        self.learned = LearnedRelays(
+            settings.max_extra_relays,
+            settings.retry_min_seconds,
+            settings.retry_max_seconds,
+            clock=clock,
+        )
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -136,29 +167,40 @@ class Resolver:
         hinted: list[str] = []
         for entry in batch:
             hinted.extend(h for h in entry.hints if is_fetchable_url(h) and h not in hinted)
-        extra = [h for h in hinted if h not in configured][: self.settings.max_extra_relays]
+        learned = [h for h in hinted if h not in configured and self._plain(h)]
+        extra = learned[: self.settings.max_extra_relays]
         hinted_configured = [h for h in hinted if h in configured]
         return extra + hinted_configured + [c for c in configured if c not in hinted_configured]
+
+    def _plain(self, url: str) -> bool:
+        """A learned URL without query string, userinfo or fragment (else never asked)."""
+        try:
+            self.policy.check(url)
+        except AddressRefused as refusal:
+            log.info("relay hint refused", relay=url[:200], reason=str(refusal))
+            return False
+        return True
 
     async def _fetch(self, batch: list[Missing]) -> dict[str, list[str]]:
         """Ask relays in order; returns, per coordinate still missing, the relays that failed."""
         failures: dict[str, list[str]] = {m.coordinate: [] for m in batch}
         remaining = list(batch)
+        configured = self.read_relays()
         for url in self._relay_order(batch):
             if not remaining:
                 break
             wanted = [m for m in remaining if self._relay_applies(url, m)]
             if not wanted:
                 continue
-            self.requests += 1
             try:
-                result = await fetch_once(
-                    url,
-                    batch_filters(wanted),
-                    within=self.settings.fetch_timeout_seconds,
-                    max_frame_bytes=self.max_frame_bytes,
-                    max_events=len(wanted) * 4 + 50,
-                )
+                if url in configured:
+                    result = await self._ask(url, wanted, None)
+                else:
+                    result = await self._ask_learned(url, wanted)
+            except AddressRefused as refusal:
+                # For good: the coordinates fall through to the configured relays.
+                log.info("relay hint refused", relay=url, reason=str(refusal))
+                continue
             except FetchFailed as error:
                 log.info("fetch failed", relay=url, reason=str(error), coordinates=len(wanted))
                 for m in wanted:
@@ -169,6 +211,37 @@ class Resolver:
             reader = self.store.reader()
             remaining = [m for m in remaining if not processed.is_present(reader, m.coordinate)]
         return {m.coordinate: failures[m.coordinate] for m in remaining}
+
+    async def _ask(self, url: str, wanted: list[Missing], pinned: Pinned | None) -> FetchResult:
+        self.requests += 1
+        return await fetch_once(
+            url,
+            batch_filters(wanted),
+            within=self.settings.fetch_timeout_seconds,
+            max_frame_bytes=self.max_frame_bytes,
+            max_events=len(wanted) * 4 + 50,
+            pinned=pinned,
+        )
+
+    async def _ask_learned(self, url: str, wanted: list[Missing]) -> FetchResult:
+        """Ask a relay known only from a hint: checked, pinned, rate-limited.
+
+        Raises:
+            AddressRefused: the address policy refuses the URL.
+            FetchFailed: deferred by the limits, unresolvable, or the fetch failed.
+        """
+        deferred = self.learned.deferred(url)
+        if deferred is not None:
+            raise FetchFailed(f"not tried: {deferred}")
+        async with self.learned.attempt(url):
+            try:
+                pinned = await self.policy.pin(url)
+                result = await self._ask(url, wanted, pinned)
+            except (UnresolvableHost, FetchFailed) as error:
+                self.learned.failed(url)
+                raise FetchFailed(str(error)) from None
+            self.learned.succeeded(url)
+            return result
 
     def _relay_applies(self, url: str, entry: Missing) -> bool:
         """A hinted relay that is not configured is only asked for what hinted it."""

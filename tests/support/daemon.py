@@ -29,8 +29,13 @@ def write_config(
     kinds: Sequence[int] = (33401, 33402, 1301),
     extra: str = "",
     secret_key_file: Path | None = None,
+    allow_private_relays: bool = True,
 ) -> Path:
-    """Write a fast-moving test config (short backoff and timeouts) and return its path."""
+    """Write a fast-moving test config (short backoff and timeouts) and return its path.
+
+    Relay hints may point at loopback relays (``allow_private_relays``) unless a test
+    says otherwise: every relay in the tests is on 127.0.0.1.
+    """
     lines = [
         "[store]", 'path = "powrd.db"',
         "[control]", 'socket = "powrd.sock"',
@@ -42,6 +47,7 @@ def write_config(
         "reconnect_max_seconds = 2.0",
         "min_reconnect_interval_seconds = 0.2",
         "eose_timeout_seconds = 5.0",
+        f"allow_private_relays = {str(allow_private_relays).lower()}",
         "[resolver]", "retry_min_seconds = 0.2", "retry_max_seconds = 2.0", "fetch_timeout_seconds = 5.0",
         "[publisher]", "retry_min_seconds = 0.2", "retry_max_seconds = 2.0", "ok_timeout_seconds = 5.0",
     ]

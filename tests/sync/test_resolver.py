@@ -157,7 +157,7 @@ async def test_record_depends_on_template_and_hint_is_tried_first(store: Store) 
     async with FaultRelay([loads(make_template(ALICE, "legs", [(squat, "")])),
                            loads(make_exercise(ALICE, "squat"))]) as hinted, FaultRelay([]) as configured:
         pipeline = Pipeline(store, Policy())
-        resolver = Resolver(pipeline, lambda: [configured.url], FAST)
+        resolver = Resolver(pipeline, lambda: [configured.url], FAST, allow_private_relays=True)
         record = make_record(ALICE, "r1", [(squat, hinted.url, "100", "5", "8", "normal")],
                              template=(tpl, hinted.url))
         submit(pipeline, record)
