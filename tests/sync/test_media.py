@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gzip
 import hashlib
 import io
+import ipaddress
 import socket
 import threading
 import time
@@ -16,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,6 +28,7 @@ from powrd.protocol.event import loads
 from powrd.protocol.validate import Policy
 from powrd.store import media
 from powrd.store.store import Store
+from powrd.sync.address import UnresolvableHost, system_resolve
 from powrd.sync.media import (
     MediaFetcher,
     MediaNotFound,
@@ -52,6 +56,7 @@ class Route:
     send_length: bool = True
     location: str | None = None
     stall: bool = False  # send headers, then nothing until the test ends
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,6 +64,7 @@ class MediaServer:
     port: int
     routes: dict[str, Route] = field(default_factory=dict)
     hits: Counter[str] = field(default_factory=Counter)
+    hosts: list[str] = field(default_factory=list)  # the Host header of each request
     released: threading.Event = field(default_factory=threading.Event)
     server: ThreadingHTTPServer | None = None
 
@@ -73,6 +79,7 @@ class MediaServer:
 
             def do_GET(self) -> None:
                 owner.hits[self.path] += 1
+                owner.hosts.append(self.headers.get("Host", ""))
                 route = owner.routes.get(self.path)
                 if route is None:
                     self.send_error(404)
@@ -82,6 +89,8 @@ class MediaServer:
                     self.send_header("Content-Type", route.content_type)
                 if route.location is not None:
                     self.send_header("Location", route.location)
+                for name, value in route.headers.items():
+                    self.send_header(name, value)
                 if route.send_length:
                     self.send_header("Content-Length", str(len(route.body)))
                 else:
@@ -157,9 +166,11 @@ TEST_SETTINGS = MediaSettings(
 
 @pytest.fixture
 def make_fetcher(store: Store, clock: Clock) -> Callable[..., MediaFetcher]:
-    def make(**changes: Any) -> MediaFetcher:
+    def make(*, transport: Any = None, resolve: Any = system_resolve,
+             **changes: Any) -> MediaFetcher:
         return MediaFetcher(store, dataclasses.replace(TEST_SETTINGS, **changes),
-                            lambda: {pubkey_of(ALICE)}, clock=clock)
+                            lambda: {pubkey_of(ALICE)}, clock=clock, transport=transport,
+                            resolve=resolve)
 
     return make
 
@@ -322,6 +333,115 @@ async def test_private_addresses_are_refused_by_default(server: MediaServer, sto
     await settle(make_fetcher(allow_private_addresses=False))
     assert entry(store, coord)["state"] == "bad_url"
     assert server.hits["/a.png"] == 0
+
+
+class StubResolver:
+    """Answers names from a table, one answer per question in turn; records questions."""
+
+    def __init__(self, answers: dict[str, list[list[str]]]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.asked.append(host)
+        answers = self.answers.get(host)
+        if not answers:
+            raise UnresolvableHost(f"cannot resolve {host}")
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+
+class LoopbackOnly(httpx.AsyncBaseTransport):
+    """A real transport that refuses, before connecting, any host but a loopback IP."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.refused: list[tuple[str, str]] = []  # (host connected to, Host header)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            loopback = ipaddress.ip_address(request.url.host).is_loopback
+        except ValueError:
+            loopback = False  # a name: the client would resolve it again
+        if not loopback:
+            self.refused.append((request.url.host, request.headers.get("host", "")))
+            raise httpx.ConnectError("test guard: only loopback addresses", request=request)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_compressed_bodies_are_refused_before_inflating(
+    server: MediaServer, store: Store, pipeline: Pipeline, make_fetcher: Any
+) -> None:
+    bomb = gzip.compress(b"\0" * (32 * 1024 * 1024), compresslevel=9)  # ~32 KiB on the wire
+    server.routes["/bomb.png"] = Route(bomb, headers={"Content-Encoding": "gzip"})
+    server.routes["/plain.png"] = Route(image_bytes((10, 10), "PNG"),
+                                        headers={"Content-Encoding": "identity"})
+    bombed = add_exercise(pipeline, server.url("/bomb.png"), d="a")
+    plain = add_exercise(pipeline, server.url("/plain.png"), d="b")
+    fetcher = make_fetcher(max_bytes=1024 * 1024)
+    await settle(fetcher)
+    row = entry(store, bombed)
+    assert row["state"] == "wrong_type"
+    assert row["last_error"] == "served with Content-Encoding gzip, not identity"
+    assert entry(store, plain)["state"] == "stored"
+    assert fetcher.stats.bytes_downloaded < 1024  # the bomb's body was never read
+
+
+async def test_user_names_in_media_urls_are_refused(
+    server: MediaServer, store: Store, pipeline: Pipeline, make_fetcher: Any
+) -> None:
+    server.routes["/a.png"] = Route(image_bytes((10, 10), "PNG"))
+    coord = add_exercise(pipeline, f"http://admin:secret@127.0.0.1:{server.port}/a.png")
+    await settle(make_fetcher())
+    assert entry(store, coord)["state"] == "bad_url"
+    assert server.hits["/a.png"] == 0
+
+
+async def test_the_idna_2008_host_is_the_one_checked(
+    server: MediaServer, store: Store, pipeline: Pipeline, make_fetcher: Any
+) -> None:
+    # The name httpx sends for ß.example is xn--zca.example; IDNA 2003 would say ss.example.
+    stub = StubResolver({"xn--zca.example": [["127.0.0.1"]], "ss.example": [["8.8.8.8"]]})
+    guard = LoopbackOnly()
+    server.routes["/a.png"] = Route(image_bytes((10, 10), "PNG"))
+    coord = add_exercise(pipeline, f"http://ß.example:{server.port}/a.png")
+    await settle(make_fetcher(allow_private_addresses=False, resolve=stub, transport=guard))
+    row = entry(store, coord)
+    assert row["state"] == "bad_url" and "non-public" in row["last_error"]
+    assert stub.asked == ["xn--zca.example"]
+    assert server.hits["/a.png"] == 0 and guard.refused == []
+
+
+async def test_a_rebinding_name_is_fetched_from_the_address_that_was_checked(
+    server: MediaServer, store: Store, pipeline: Pipeline, make_fetcher: Any
+) -> None:
+    # Public when checked, loopback a moment later (TTL 0). The guard refuses the
+    # connection to the public address before any packet is sent.
+    stub = StubResolver({"media.example": [["8.8.8.8"], ["127.0.0.1"]]})
+    guard = LoopbackOnly()
+    server.routes["/a.png"] = Route(image_bytes((10, 10), "PNG"))
+    coord = add_exercise(pipeline, f"http://media.example:{server.port}/a.png")
+    await settle(make_fetcher(allow_private_addresses=False, resolve=stub, transport=guard))
+    assert entry(store, coord)["state"] == "failed"
+    assert guard.refused == [("8.8.8.8", f"media.example:{server.port}")]
+    assert stub.asked == ["media.example"]
+    assert server.hits["/a.png"] == 0
+
+
+async def test_a_pinned_fetch_keeps_the_host_name_across_redirects(
+    server: MediaServer, store: Store, pipeline: Pipeline, make_fetcher: Any
+) -> None:
+    stub = StubResolver({"media.example": [["127.0.0.1"]]})
+    server.routes["/old"] = Route(b"", None, status=302, location="/new.png")
+    server.routes["/new.png"] = Route(image_bytes((10, 10), "PNG"))
+    coord = add_exercise(pipeline, f"http://media.example:{server.port}/old")
+    await settle(make_fetcher(resolve=stub, transport=LoopbackOnly()))
+    assert entry(store, coord)["state"] == "stored"
+    assert server.hosts == [f"media.example:{server.port}"] * 2
+    # Each hop is checked (and pinned) again.
+    assert stub.asked == ["media.example", "media.example"]
 
 
 # --- retries ------------------------------------------------------------------------------
