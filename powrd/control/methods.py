@@ -23,6 +23,8 @@ from powrd.library.cache import cached_template, priority_for
 from powrd.library.service import records_with_sets
 from powrd.protocol.event import loads
 from powrd.protocol.filters import FilterError, parse_filter
+from powrd.service import request_limits
+from powrd.service.request_limits import MAX_LIBRARY_LIMIT
 from powrd.store import fetchqueue, library_queries, outbox, queries
 from powrd.sync.media import MediaNotFound, media_chunks
 from powrd.sync.publisher import PublishError
@@ -76,6 +78,7 @@ def _state_methods(daemon: Daemon, reader: Callable[[], Any]) -> dict[str, Handl
 
     async def events_query(params: dict[str, Any]) -> Any:
         _only(params, "filter")
+        request_limits.check_query_filter(params.get("filter"))
         try:
             flt = parse_filter(params.get("filter", {}))
         except FilterError as error:
@@ -112,7 +115,7 @@ def _library_methods(daemon: Daemon, reader: Callable[[], Any]) -> dict[str, Han
                 search=_optional(params, "search", str),
                 equipment=_optional(params, "equipment", str),
                 tag=_optional(params, "tag", str),
-                limit=_optional(params, "limit", int) or 1000,
+                limit=request_limits.limit(params, default=1000, maximum=MAX_LIBRARY_LIMIT),
             )
         }
 
@@ -132,9 +135,9 @@ def _library_methods(daemon: Daemon, reader: Callable[[], Any]) -> dict[str, Han
             "records": records_with_sets(
                 reader(),
                 author=_author(params),
-                since=_optional(params, "since", int),
-                until=_optional(params, "until", int),
-                limit=_optional(params, "limit", int) or 500,
+                since=request_limits.timestamp(params, "since"),
+                until=request_limits.timestamp(params, "until"),
+                limit=request_limits.limit(params, default=500, maximum=MAX_LIBRARY_LIMIT),
             )
         }
 

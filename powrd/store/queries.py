@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -124,9 +125,11 @@ def query_events(conn: apsw.Connection, flt: Filter, *, max_limit: int = 5000) -
     clauses = ["e.current = 1"]
     args: list[Any] = []
 
+    # Each list is bound as one JSON array: a filter's size never meets SQLite's limit
+    # on host parameters (32,766), however many values its lists hold together.
     def among(column: str, values: frozenset[Any]) -> None:
-        clauses.append(f"{column} IN ({','.join('?' * len(values))})")
-        args.extend(sorted(values))
+        clauses.append(f"{column} IN (SELECT value FROM json_each(?))")  # noqa: S608
+        args.append(json.dumps(sorted(values)))
 
     if flt.ids is not None:
         among("e.id", flt.ids)
@@ -141,13 +144,13 @@ def query_events(conn: apsw.Connection, flt: Filter, *, max_limit: int = 5000) -
         clauses.append("e.created_at <= ?")
         args.append(flt.until)
     for letter, values in flt.tags.items():
-        marks = ",".join("?" * len(values))
         clauses.append(
-            "EXISTS (SELECT 1 FROM event_tags t WHERE t.event_seq = e.seq"  # noqa: S608
-            f" AND length(t.name) = 1 AND t.name = ? AND t.value IN ({marks}))"
+            "EXISTS (SELECT 1 FROM event_tags t WHERE t.event_seq = e.seq"
+            " AND length(t.name) = 1 AND t.name = ?"
+            " AND t.value IN (SELECT value FROM json_each(?)))"
         )
         args.append(letter)
-        args.extend(sorted(values))
+        args.append(json.dumps(sorted(values)))
     limit = max_limit if flt.limit is None else min(flt.limit, max_limit)
     sql = (
         f"SELECT e.raw_event FROM nostr_events e WHERE {' AND '.join(clauses)}"  # noqa: S608
