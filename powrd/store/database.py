@@ -40,6 +40,7 @@ def open_writer_connection(path: Path) -> apsw.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise StoreError(f"{path.parent}: cannot create the directory: {error.strerror}") from None
+    _create_private(path)
     conn: apsw.Connection | None = None
     try:
         conn = apsw.Connection(str(path))
@@ -56,6 +57,25 @@ def open_writer_connection(path: Path) -> apsw.Connection:
             raise _explain(path, error) from None
         raise
     return conn
+
+
+def _create_private(path: Path) -> None:
+    """Create a missing database file with mode 0600, whatever the process umask.
+
+    The store holds the user's private workout history. SQLite creates the ``-wal``
+    and ``-shm`` files with the database file's mode, so the three stay owner-only.
+    An existing file keeps the mode it has.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    except OSError as error:
+        raise StoreError(f"{path}: cannot create the database: {error.strerror}") from None
+    try:
+        os.fchmod(fd, 0o600)  # a umask such as 0o277 would have left it unwritable
+    finally:
+        os.close(fd)
 
 
 def _check_usable(conn: apsw.Connection, path: Path) -> None:
