@@ -11,7 +11,7 @@ import pytest
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "powrd.service"
 INSTALLED_BINARY = "/usr/local/bin/powrd"
-MAX_EXPOSURE = 2.0
+MAX_EXPOSURE = 1.1
 ANALYZE = shutil.which("systemd-analyze")
 
 needs_analyze = pytest.mark.skipif(
@@ -99,6 +99,21 @@ def test_required_settings() -> None:
     # Outbound TCP to relays and Unix sockets only.
     assert settings["RestrictAddressFamilies"].split() == ["AF_UNIX", "AF_INET", "AF_INET6"]
     assert "PrivateNetwork" not in settings
+
+
+def test_no_core_dumps_and_no_link_local_or_multicast() -> None:
+    settings = {key: value for key, value, _ in service_directives()}
+    assert settings["LimitCORE"] == "0"
+    denied = settings["IPAddressDeny"].split()
+    assert {"169.254.0.0/16", "fe80::/10", "224.0.0.0/4", "ff00::/8"} <= set(denied)
+    # Loopback stays reachable: a local relay, and the resolver at 127.0.0.53.
+    assert not {"any", "localhost", "127.0.0.0/8", "::1/128"} & set(denied)
+    # The commented drop-in example that also denies private ranges.
+    example = [line for line in UNIT.read_text().splitlines()
+               if line.startswith("#   IPAddressDeny=")]
+    assert len(example) == 1
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"} <= set(
+        example[0].split("=", 1)[1].split())
 
 
 def test_every_directive_says_why() -> None:

@@ -286,7 +286,8 @@ async def _remove_stale_socket(path: Path) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(existing.st_mode):
-        raise FileExistsError(f"{path} exists and is not a socket; not replacing it")
+        # strerror carries the whole explanation: callers print it after the path.
+        raise FileExistsError(errno.EEXIST, _not_a_socket(path, existing.st_mode), str(path))
     try:
         _, writer = await asyncio.wait_for(
             asyncio.open_unix_connection(os.fspath(path)), PROBE_TIMEOUT_SECONDS
@@ -301,6 +302,27 @@ async def _remove_stale_socket(path: Path) -> None:
     with contextlib.suppress(ConnectionError):
         await writer.wait_closed()
     raise AlreadyRunning(f"another powrd is already serving {path}")
+
+
+def _not_a_socket(path: Path, mode: int) -> str:
+    """What is at the socket path instead of a socket, and what to do about it."""
+    if stat.S_ISLNK(mode):
+        try:
+            what = f"a symbolic link to {os.readlink(path)}"
+        except OSError:
+            what = "a symbolic link"
+    elif stat.S_ISDIR(mode):
+        what = "a directory"
+    elif stat.S_ISREG(mode):
+        what = "a regular file"
+    elif stat.S_ISFIFO(mode):
+        what = "a named pipe"
+    else:
+        what = "a device or other special file"
+    return (
+        f"the path holds {what}, not a socket, and powrd never replaces anything but a "
+        "stale socket; remove it if nothing needs it, or set [control] socket to another path"
+    )
 
 
 def _bind_private(path: Path) -> socket.socket:

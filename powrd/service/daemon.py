@@ -26,7 +26,7 @@ from powrd.control.server import AlreadyRunning, ControlServer
 from powrd.identity import IdentityError, load_secret_key
 from powrd.library.cache import QueryCache, run_access_flusher
 from powrd.protocol.validate import Policy
-from powrd.service import memory
+from powrd.service import hardening, memory
 from powrd.service.counts import StatusCounts
 from powrd.service.notify import Notifier, watchdog_interval, watchdog_loop
 from powrd.store import fetchqueue, outbox
@@ -142,7 +142,7 @@ class Daemon:
             ) from None
         except OSError as error:
             raise StartupError(
-                f"{self.config.control.socket}: cannot listen: {error.strerror}"
+                f"{self.config.control.socket}: cannot listen: {error.strerror or error}"
             ) from None
         self._apply_relays(self.config)
         self.state = "running"
@@ -362,6 +362,7 @@ class Daemon:
 
 def run_daemon(config: Config) -> int:
     """``powrd run``: returns the process exit code."""
+    hardening.disable_core_dumps()  # before the secret key is read
     daemon = Daemon(config)
     try:
         asyncio.run(daemon.run())
