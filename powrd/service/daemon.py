@@ -271,6 +271,8 @@ class Daemon:
         old_read = set(self.config.relay_urls(read=True))
         old_write = set(self.config.relay_urls(write=True))
         self.config = kept
+        if self.resolver is not None:
+            self.resolver.policy.allow_private = kept.sync.allow_private_relays
         self._apply_relays(kept)
         added_write = [u for u in kept.relay_urls(write=True) if u not in old_write]
         if added_write and self.store is not None:

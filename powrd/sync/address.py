@@ -165,7 +165,9 @@ def check_url(
         raise AddressRefused(f"host {parts.hostname!r} is not a valid name: {error}") from None
     if not host:
         raise AddressRefused("URL has no host")
-    port = port or DEFAULT_PORTS[scheme]
+    if port == 0:
+        raise AddressRefused("URL names port 0")
+    port = DEFAULT_PORTS[scheme] if port is None else port
     bracketed = f"[{host}]" if ":" in host else host
     netloc = bracketed if parts.port is None else f"{bracketed}:{port}"
     sent = urlunsplit((scheme, netloc, parts.path, parts.query, ""))

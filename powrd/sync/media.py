@@ -357,7 +357,12 @@ class MediaFetcher:
                 follow_redirects=False,  # each hop is checked by fetch()
                 trust_env=False,
                 headers={"User-Agent": f"powrd/{__version__}", "Accept-Encoding": "identity"},
-                limits=httpx.Limits(max_connections=max(1, self.settings.concurrency)),
+                # No connection reuse: the pool matches on the pinned address alone, so
+                # a TLS connection made for one host name could carry another's request.
+                limits=httpx.Limits(
+                    max_connections=max(1, self.settings.concurrency),
+                    max_keepalive_connections=0,
+                ),
                 transport=self._transport,
             )
         return self._client

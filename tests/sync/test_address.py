@@ -80,6 +80,7 @@ def test_embedded_ipv4_is_judged_as_the_ipv4_address(value: int) -> None:
         ("http://relay.example", "scheme"),
         ("file:///etc/passwd", "scheme"),
         ("wss://relay.example:99999", "not a URL"),
+        ("wss://relay.example:0", "port 0"),
         ("wss:///path", "no host"),
         ("wss://relay.exa mple", "white space"),
         ("wss://" + "a" * 600 + ".example", "longer than"),
