@@ -9,6 +9,8 @@ import hashlib
 import io
 import ipaddress
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -67,6 +69,7 @@ class MediaServer:
     hosts: list[str] = field(default_factory=list)  # the Host header of each request
     released: threading.Event = field(default_factory=threading.Event)
     server: ThreadingHTTPServer | None = None
+    tls: ssl.SSLContext | None = None  # serve https with this context
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -107,6 +110,8 @@ class MediaServer:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if self.tls is not None:
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
 
@@ -353,8 +358,8 @@ class StubResolver:
 class LoopbackOnly(httpx.AsyncBaseTransport):
     """A real transport that refuses, before connecting, any host but a loopback IP."""
 
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
+    def __init__(self, verify: ssl.SSLContext | None = None) -> None:
+        self.inner = httpx.AsyncHTTPTransport(verify=verify or True)
         self.refused: list[tuple[str, str]] = []  # (host connected to, Host header)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -442,6 +447,42 @@ async def test_a_pinned_fetch_keeps_the_host_name_across_redirects(
     assert server.hosts == [f"media.example:{server.port}"] * 2
     # Each hop is checked (and pinned) again.
     assert stub.asked == ["media.example", "media.example"]
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[MediaServer, ssl.SSLContext]]:
+    """An https media server on 127.0.0.1 whose certificate names only media.example."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+         "-subj", "/CN=media.example", "-addext", "subjectAltName=DNS:media.example"],
+        check=True, capture_output=True, timeout=60,
+    )
+    serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    serving.load_cert_chain(cert, key)
+    started = MediaServer(free_port(), tls=serving)
+    started.start()
+    yield started, ssl.create_default_context(cafile=str(cert))
+    started.stop()
+
+
+async def test_https_to_a_pinned_address_verifies_the_url_host_name(
+    tls_server: tuple[MediaServer, ssl.SSLContext], store: Store, pipeline: Pipeline,
+    make_fetcher: Any,
+) -> None:
+    server, trusted = tls_server
+    stub = StubResolver({"media.example": [["127.0.0.1"]], "other.example": [["127.0.0.1"]]})
+    server.routes["/a.png"] = Route(image_bytes((10, 10), "PNG"))
+    good = add_exercise(pipeline, f"https://media.example:{server.port}/a.png", d="a")
+    wrong = add_exercise(pipeline, f"https://other.example:{server.port}/a.png", d="b")
+    await settle(make_fetcher(resolve=stub, transport=LoopbackOnly(verify=trusted)))
+    assert entry(store, good)["state"] == "stored"
+    assert server.hosts == [f"media.example:{server.port}"]
+    # Same address, but the certificate does not name other.example: not the IP's name,
+    # the URL's host is what TLS verifies.
+    row = entry(store, wrong)
+    assert row["state"] == "failed" and "CERTIFICATE_VERIFY_FAILED" in row["last_error"]
 
 
 # --- retries ------------------------------------------------------------------------------
