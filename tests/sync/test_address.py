@@ -163,3 +163,20 @@ async def test_an_unresolvable_name_is_a_transient_failure() -> None:
         await AddressPolicy(RELAYS, resolve=StubResolver({"none.example": []})).pin(
             "wss://none.example"
         )
+
+
+URL_PIECES = st.sampled_from(
+    ["ws://", "wss://", "http://", "ws:", "//", "@", ":", "[", "]", "::1", "?", "#", "%", "ß",
+     "xn--", ".", "/", "127.0.0.1", "relay.example", "80", "99999", "\u3002", "\x00", " "]
+)
+
+
+@given(st.lists(st.one_of(URL_PIECES, st.text(max_size=6)), max_size=10).map("".join))
+def test_check_url_refuses_or_returns_a_plain_url(url: str) -> None:
+    try:
+        sent, host, port = check_url(url, RELAYS)
+    except AddressRefused:
+        return
+    assert sent.startswith(("ws://", "wss://")) and host.isascii() and 0 < port < 65536
+    assert "?" not in sent and "#" not in sent and "@" not in sent.split("/")[2]
+    assert check_url(sent, RELAYS) == (sent, host, port)  # the sent form is stable
