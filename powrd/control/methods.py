@@ -143,6 +143,7 @@ def _library_methods(daemon: Daemon, reader: Callable[[], Any]) -> dict[str, Han
 
     async def publish(params: dict[str, Any]) -> Any:
         _only(params, "kind", "content", "tags", "created_at")
+        created_at = request_limits.timestamp(params, "created_at")
         if daemon.publisher is None:
             raise MethodError(NOT_READY, "the daemon is still starting")
         if daemon.store is not None and daemon.store.writer.full:
@@ -153,7 +154,7 @@ def _library_methods(daemon: Daemon, reader: Callable[[], Any]) -> dict[str, Han
                 params.get("kind"),
                 params.get("content", ""),
                 params.get("tags", []),
-                params.get("created_at"),
+                created_at,
             )
         except PublishError as error:
             raise MethodError(PUBLISH_FAILED, str(error)) from None

@@ -9,6 +9,7 @@ method                        parameter                                       bo
 ``library.exercises``         ``limit`` (default 1,000)                       1..10,000
 ``library.records``           ``limit`` (default 500)                         1..10,000
 ``library.records``           ``since``, ``until`` (unix seconds)             0..2^53-1
+``publish``                   ``created_at`` (unix seconds)                   0..2^53-1
 ``events.query``              ``filter.limit`` (default 5,000)                1..5,000
 ``events.query``              ``filter.ids``, ``filter.authors``, each        10,000
                               ``filter.#<letter>`` (values per list)

@@ -32,6 +32,8 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("events.query", {"filter": {"authors": ["0" * 64] * 10_001}}, "filter.authors"),
     ("events.query", {"filter": {"limit": HUGE}}, "filter.limit"),
     ("events.query", {"filter": {"limit": 0}}, "filter.limit"),
+    ("publish", {"kind": 33401, "content": "", "tags": [], "created_at": 2**64}, "created_at"),
+    ("publish", {"kind": 33401, "content": "", "tags": [], "created_at": -1}, "created_at"),
 ]
 
 
