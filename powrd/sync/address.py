@@ -113,7 +113,8 @@ class Pinned:
 def is_public_address(address: IPAddress) -> bool:
     """Whether ``address`` is a public unicast address on the global internet."""
     if isinstance(address, ipaddress.IPv6Address):
-        if any(address in network for network in _REFUSED_IPV6):
+        # Site-local (fec0::/10) is deprecated but still routed inside some sites.
+        if address.is_site_local or any(address in network for network in _REFUSED_IPV6):
             return False
         for network in _EMBEDDING_IPV4:
             if address in network:
