@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from powrd.cli.main import UsageError
+from powrd.cli.errors import UsageError
 from powrd.config import Config, ConfigError, load_config
 from powrd.logs import configure_logging
 from powrd.protocol.event import loads
@@ -22,12 +22,21 @@ from powrd.sync.pipeline import Pipeline
 IMPORT_BATCH = 1000
 
 
-def load(path: str | None, environ: Mapping[str, str], log_level: str | None) -> Config:
+def load(
+    path: str | None,
+    environ: Mapping[str, str],
+    log_level: str | None,
+    log_format: str | None = None,
+) -> Config:
+    """The config named on the command line (or found), with logging set up from it.
+
+    ``--log-level`` and ``--log-format`` override ``[logging]``.
+    """
     try:
         config = load_config(Path(path) if path else None, environ)
     except ConfigError as error:
         raise UsageError(str(error)) from None
-    configure_logging(log_level or config.logging.level, config.logging.format)
+    configure_logging(log_level or config.logging.level, log_format or config.logging.format)
     return config
 
 
@@ -66,7 +75,7 @@ def _size(value: Any) -> int:
     return len(dumps(value).encode())
 
 
-def import_events(config: Config, source: str) -> int:
+def import_events(config: Config, source: str, *, quiet: bool = False) -> int:
     """``powrd import FILE|-``: prints a summary; exit 0 even when some events were rejected."""
     try:
         stream: IO[bytes] = sys.stdin.buffer if source == "-" else Path(source).open("rb")  # noqa: SIM115
@@ -105,7 +114,7 @@ def import_events(config: Config, source: str) -> int:
     return 0
 
 
-def export_events(config: Config, *, include_superseded: bool) -> int:
+def export_events(config: Config, *, include_superseded: bool, quiet: bool = False) -> int:
     """``powrd export``: current events (or all versions) as NDJSON; works beside a daemon."""
     if not config.store.path.exists():
         raise UsageError(f"{config.store.path}: no such database (set store.path in the config)")
@@ -124,7 +133,7 @@ def export_events(config: Config, *, include_superseded: bool) -> int:
     return 0
 
 
-def reindex(config: Config) -> int:
+def reindex(config: Config, *, quiet: bool = False) -> int:
     """``powrd reindex``: rebuild processed tables; prints what changed."""
     from powrd.library.reindex import reindex as rebuild
 

@@ -1,7 +1,9 @@
 """Plain-text rendering of control-socket results, for ``powrd ctl`` and ``powrd demo``.
 
 Every function takes a method's JSON result (or part of it) and returns text without a
-trailing newline. Absent values are shown as ``-``; times are UTC.
+trailing newline. Absent values are shown as ``-``; times are UTC. Every value that
+came from an event or a relay passes :func:`safe` (through :func:`table`, :func:`clip`
+or :func:`text`), so control characters and escape sequences are shown, never obeyed.
 """
 
 from __future__ import annotations
@@ -9,6 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from powrd.cli.safe_text import EARLIEST_PRINTABLE_SECONDS, LATEST_PRINTABLE_SECONDS, safe
+
+__all__ = ["safe"]
 
 MAX_CELL = 60
 # Units worth printing after a value; "count", "0-10" or "warmup|normal|…" say nothing.
@@ -32,21 +38,34 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 def _cell(value: object) -> str:
     if value is None or value == "":
         return "-"
-    return " ".join(str(value).split())
+    return text(value)
+
+
+def text(value: object) -> str:
+    """``value`` as one terminal-safe line: whitespace runs become one space."""
+    return safe(" ".join(str(value).split()))
 
 
 def clip(value: object) -> str | None:
     """Free text (errors, notes) cut to one short line; ids and coordinates are never cut."""
     if value is None:
         return None
-    text = " ".join(str(value).split())
-    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+    line = " ".join(str(value).split())
+    return safe(line if len(line) <= MAX_CELL else line[: MAX_CELL - 1] + "…")
 
 
-def timestamp(seconds: float | None) -> str:
-    """``2023-11-14 22:13:20Z`` for unix seconds; ``-`` for None."""
+def timestamp(seconds: object) -> str:
+    """``2023-11-14 22:13:20Z`` for unix seconds; ``-`` for None.
+
+    A value outside years 1970 to 9999 (or not a number) prints as it is: an event may
+    carry any integer, and the reader should see what it says rather than a crash.
+    """
     if seconds is None:
         return "-"
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return text(seconds)
+    if not EARLIEST_PRINTABLE_SECONDS <= seconds <= LATEST_PRINTABLE_SECONDS:
+        return str(seconds)
     return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(seconds))
 
 
@@ -86,13 +105,13 @@ def parameters(laid_out: Sequence[Mapping[str, Any]]) -> str:
 def status(result: Mapping[str, Any]) -> str:
     """The ``status`` result: header, health, one row per relay, counts."""
     lines = [
-        f"powrd {result.get('version', '?')}  {result.get('state', '?')}"
+        f"powrd {text(result.get('version', '?'))}  {text(result.get('state', '?'))}"
         f"  up {duration(result.get('uptime_s'))}"
     ]
     problems = list(result.get("health") or [])
     if problems:
         lines.append(f"health: {len(problems)} problem{'s' if len(problems) != 1 else ''}")
-        lines.extend(f"  - {problem}" for problem in problems)
+        lines.extend(f"  - {text(problem)}" for problem in problems)
     else:
         lines.append("health: ok")
     lines.append("")
@@ -182,17 +201,17 @@ def template(resolved: Mapping[str, Any]) -> str:
     exercises = list(resolved.get("exercises") or [])
     missing = list(resolved.get("missing") or [])
     lines = [
-        f"{resolved.get('title') or '(untitled)'}  [{resolved.get('type') or '-'}]",
-        f"coordinate  {resolved.get('coordinate')}",
+        f"{text(resolved.get('title') or '(untitled)')}  [{text(resolved.get('type') or '-')}]",
+        f"coordinate  {text(resolved.get('coordinate'))}",
     ]
     if resolved.get("complete"):
         lines.append(f"status      complete: all {len(exercises)} exercise references resolved")
     else:
         lines.append(f"status      incomplete: {len(missing)} referenced exercise"
                      f"{'s' if len(missing) != 1 else ''} not stored yet")
-        lines.extend(f"missing     {coordinate}" for coordinate in missing)
+        lines.extend(f"missing     {text(coordinate)}" for coordinate in missing)
     shape = [
-        f"{label} {resolved[key]}" for key, label in (
+        f"{label} {text(resolved[key])}" for key, label in (
             ("rounds", "rounds"), ("duration", "duration s"), ("interval", "interval s"),
             ("rest_between_rounds", "rest between rounds s"))
         if resolved.get(key) is not None
@@ -200,7 +219,7 @@ def template(resolved: Mapping[str, Any]) -> str:
     if shape:
         lines.append("shape       " + ", ".join(shape))
     if resolved.get("content"):
-        lines.append(f"notes       {' '.join(str(resolved['content']).split())}")
+        lines.append(f"notes       {text(resolved['content'])}")
     lines.append("")
     rows = []
     for index, ref in enumerate(exercises, start=1):
@@ -231,6 +250,9 @@ def _formats(exercise: Mapping[str, Any]) -> list[str]:
     return [f"{name}:{units[i]}" if i < len(units) else name for i, name in enumerate(names)]
 
 
+_COMPLETED: dict[object, str] = {True: "completed", False: "not completed"}
+
+
 def records(entries: Sequence[Mapping[str, Any]]) -> str:
     """``library.records`` results: a heading line per record, then its sets."""
     if not entries:
@@ -239,13 +261,13 @@ def records(entries: Sequence[Mapping[str, Any]]) -> str:
     for record in entries:
         start, end = record.get("start"), record.get("end")
         took = duration(end - start) if isinstance(start, int) and isinstance(end, int) else "-"
-        completed = {True: "completed", False: "not completed", None: "-"}[record.get("completed")]
+        completed = _COMPLETED.get(record.get("completed"), "-")
         head = (f"{timestamp(start if start is not None else record.get('created_at'))}"
-                f"  {record.get('title') or '(untitled)'}  [{record.get('type') or '-'}]"
-                f"  {completed}  {took}")
-        lines = [head, f"  event     {record.get('event_id')}"]
+                f"  {text(record.get('title') or '(untitled)')}"
+                f"  [{text(record.get('type') or '-')}]  {completed}  {took}")
+        lines = [head, f"  event     {text(record.get('event_id'))}"]
         if record.get("template"):
-            lines.append(f"  template  {record['template']}")
+            lines.append(f"  template  {text(record['template'])}")
         rows = [
             (number, s.get("exercise_title") or "(missing)", parameters(s.get("parameters") or []))
             for number, s in enumerate(record.get("sets") or [], start=1)
