@@ -140,7 +140,7 @@ Handler = Callable[[Connection, argparse.Namespace], str]
 
 
 def _shown(args: argparse.Namespace, result: Any, human: Callable[[Any], str]) -> str:
-    return _json(result) if getattr(args, "json", False) else human(result)
+    return _json(result) if getattr(args, "json", False) else render.safe_lines(human(result))
 
 
 def _call(conn: Connection, args: argparse.Namespace) -> str:

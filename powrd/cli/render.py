@@ -35,6 +35,12 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     )
 
 
+def safe_lines(rendered: str) -> str:
+    """``rendered`` with every line passed through :func:`safe`: the last line of defence
+    for a value a renderer printed without :func:`text`."""
+    return "\n".join(safe(line) for line in rendered.split("\n"))
+
+
 def _cell(value: object) -> str:
     if value is None or value == "":
         return "-"
@@ -156,7 +162,8 @@ def _retry(seconds: float | None) -> str | None:
 def counts(figures: Mapping[str, Any]) -> str:
     """The ``counts`` part of ``status`` as a few labelled lines."""
     by_kind = figures.get("by_kind") or {}
-    kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(by_kind.items(), key=_kind_order))
+    kinds = ", ".join(f"{text(kind)}: {text(n)}"
+                      for kind, n in sorted(by_kind.items(), key=_kind_order))
     return "\n".join([
         f"events     {figures.get('events', 0)}" + (f"  ({kinds})" if kinds else ""),
         f"library    {figures.get('exercises', 0)} exercises, {figures.get('templates', 0)}"
@@ -170,7 +177,7 @@ def counts(figures: Mapping[str, Any]) -> str:
 
 def _kind_order(item: tuple[str, Any]) -> tuple[int, str]:
     kind = item[0]
-    return (int(kind), kind) if kind.isdigit() else (1 << 30, kind)
+    return (int(kind), kind) if kind.isascii() and kind.isdigit() else (1 << 30, kind)
 
 
 def relays(entries: Sequence[Mapping[str, Any]]) -> str:
