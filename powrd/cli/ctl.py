@@ -81,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         connection = Connection(_socket_path(args), getattr(args, "timeout", None)
                                 or DEFAULT_TIMEOUT_SECONDS)
+        interval = getattr(args, "watch", None)
+        if interval is not None:
+            from powrd.cli.watch import watch
+
+            return watch(lambda: handler(connection, args), title=f"powrd ctl {args.ctl_command}",
+                         interval=interval, failure=CtlFailure)
         output = handler(connection, args)
     except UsageError as error:
         print(f"powrd ctl: {render.safe(str(error))}", file=sys.stderr)
