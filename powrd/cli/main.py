@@ -105,6 +105,10 @@ def build_parser() -> Parser:
     keygen = add("keygen", "write a new secret key (mode 0600)")
     keygen.add_argument("--out", required=True, help="file to create")
 
+    from powrd.cli import init
+
+    init.add_arguments(add("init", "write a first config file (asks on a terminal)"))
+
     ctl.add_arguments(add("ctl", "talk to the running daemon (see `powrd ctl --help`)"))
 
     demo = add("demo", "run a self-contained demonstration (no network)")
@@ -137,6 +141,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return ctl.run(args)
     if args.command == "keygen":
         return commands.keygen(args.out)
+    if args.command == "init":
+        from powrd.cli import init
+
+        return init.run(args)
     if args.command == "demo":
         from powrd.cli import demo
 

@@ -23,6 +23,7 @@ COMMANDS: list[list[str]] = [
     ["export", "--all"],
     ["reindex"],
     ["keygen", "--out", "k"],
+    ["init", "--npub", "npub1x", "--relay", "ws://127.0.0.1:1", "--out", "p.toml"],
     ["demo"],
 ]
 CTL_COMMANDS: list[list[str]] = [

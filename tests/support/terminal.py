@@ -40,18 +40,24 @@ def run_on_terminal(
     stdout_to: IO[bytes] | None = None,
     timeout: float = 120.0,
     stop_when: Callable[[str], bool] | None = None,
+    replies: Sequence[tuple[str, str]] = (),
 ) -> TerminalRun:
     """Run ``command`` with stderr (and stdout unless ``stdout_to``) on a new pty.
 
     Args:
         stop_when: Called with the output so far; when it returns True the child gets
             SIGINT (what Ctrl-C sends), and the run ends when the child exits.
+        replies: ``(prompt, answer)`` pairs, in order: standard input is the terminal
+            too, and once the output holds ``prompt`` (after the previous prompt) the
+            answer is typed followed by Enter. Without replies standard input is empty.
     """
     controller, child_side = pty.openpty()
     process = subprocess.Popen(
-        list(command), stdin=subprocess.DEVNULL, stdout=stdout_to or child_side, stderr=child_side,
-        env=dict(env), cwd=cwd,
+        list(command), stdin=child_side if replies else subprocess.DEVNULL,
+        stdout=stdout_to or child_side, stderr=child_side, env=dict(env), cwd=cwd,
     )
+    pending = list(replies)
+    answered_up_to = 0
     os.close(child_side)
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout
@@ -70,6 +76,11 @@ def run_on_terminal(
                 if not data:
                     break
                 chunks.append(data)
+                shown = b"".join(chunks).decode(errors="replace")
+                if pending and pending[0][0] in shown[answered_up_to:]:
+                    prompt, answer = pending.pop(0)
+                    answered_up_to = shown.index(prompt, answered_up_to) + len(prompt)
+                    os.write(controller, answer.encode() + b"\n")
             elif process.poll() is not None:
                 break
             if stop_when is not None and not interrupted and stop_when(b"".join(chunks).decode(errors="replace")):
