@@ -131,6 +131,10 @@ def status(result: Mapping[str, Any]) -> str:
         lines.append(table(headers, relay_rows))
     else:
         lines.append("no relays")
+    backfills = [backfill_line(r) for r in result.get("relays") or []]
+    if any(backfills):
+        lines.append("")
+        lines.extend(line for line in backfills if line)
     lines.append("")
     lines.append(counts(result.get("counts") or {}))
     cache, media = result.get("cache"), result.get("media")
@@ -149,6 +153,42 @@ def status(result: Mapping[str, Any]) -> str:
                      f" SQLite {_mib(memory.get('sqlite_bytes'))},"
                      f" {memory.get('seen_ids', 0)} ids remembered")
     return "\n".join(lines)
+
+
+def backfill_line(relay: Mapping[str, Any]) -> str | None:
+    """One line of a running backfill's progress, or None when none runs.
+
+    ``backfill  wss://r  1/2 scopes, 14 pages, 6,500 events, back to 2024-01-02 10:00:00Z,
+    1,210 events/s, for 5s``
+    """
+    progress = relay.get("backfill")
+    if not isinstance(progress, Mapping) or progress.get("state") != "running":
+        return None
+    started, rate = progress.get("started_at"), progress.get("events_per_s")
+    parts = [f"{_number(progress.get('scopes_done'))}/{_number(progress.get('scopes_total'))}"
+             " scopes", f"{_number(progress.get('pages'))} pages",
+             f"{_number(progress.get('events'))} events"]
+    if progress.get("oldest_created_at") is not None:
+        parts.append(f"back to {timestamp(progress['oldest_created_at'])}")
+    if isinstance(rate, int | float):
+        parts.append(f"{rate:,.0f} events/s")
+    if isinstance(started, int | float):
+        parts.append(f"for {duration(max(0.0, time.time() - started))}")
+    return f"backfill   {text(relay.get('url'))}  " + ", ".join(parts)
+
+
+def _number(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) else text(value)
+
+
+def _backfill_cell(relay: Mapping[str, Any]) -> str:
+    progress = relay.get("backfill")
+    if isinstance(progress, Mapping) and progress.get("state") == "running":
+        return f"running {_number(progress.get('scopes_done'))}/" \
+               f"{_number(progress.get('scopes_total'))}"
+    if isinstance(progress, Mapping) and progress.get("state") == "idle":
+        return "idle"
+    return "done" if relay.get("backfill_complete") else "no"
 
 
 def _mib(size: object) -> str:
@@ -187,7 +227,7 @@ def relays(entries: Sequence[Mapping[str, Any]]) -> str:
     rows = [
         (r.get("url"), _read_write(r), r.get("state"), r.get("connects"), r.get("events_received"),
          r.get("events_stored"), r.get("events_rejected"),
-         "done" if r.get("backfill_complete") else "no", clip(r.get("last_error")),
+         _backfill_cell(r), clip(r.get("last_error")),
          _retry(r.get("next_retry_s")))
         for r in entries
     ]

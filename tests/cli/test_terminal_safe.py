@@ -77,7 +77,11 @@ def test_no_control_character_survives_rendering(words: list[str], numbers: list
         render.status({"version": w[0], "state": w[1], "uptime_s": 3, "health": [w[2]],
                        "relays": [{"url": w[3], "state": w[4], "last_error": w[5]}],
                        "counts": {"by_kind": {w[6]: 1}}}),
-        render.relays([{"url": w[0], "state": w[1], "last_error": w[2]}]),
+        render.relays([{"url": w[0], "state": w[1], "last_error": w[2],
+                        "backfill": {"state": "running", "scopes_done": w[3], "scopes_total": n[0]}}]),
+        render.status({"relays": [{"url": w[0], "backfill": {
+            "state": "running", "scopes_done": n[0], "scopes_total": w[1], "pages": w[2],
+            "events": n[1], "oldest_created_at": n[2], "events_per_s": n[3], "started_at": n[0]}}]}),
         render.fetch_queue([{"coordinate": w[0], "state": w[1], "next_attempt": n[0],
                              "last_error": w[2]}]),
         render.outbox([{"event_id": w[0], "kind": n[0], "queued_at": n[1],
