@@ -25,8 +25,9 @@ from typing import Any, cast
 
 from powrd.cli import render
 from powrd.cli.errors import UsageError
-from powrd.config import ConfigError, load_config
-from powrd.control.client import ControlError, DaemonNotRunning, RpcError, call_sync
+
+# powrd's config and control client are imported when a command runs, not when the
+# argument tree is built: `powrd --help` and every other command start faster.
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 EXERCISE_KIND = 33401
@@ -46,6 +47,8 @@ class Connection:
 
     def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         """Call ``method``; failures become :class:`CtlFailure` with a one-line message."""
+        from powrd.control.client import ControlError, DaemonNotRunning, RpcError, call_sync
+
         try:
             return call_sync(self.socket, method, params, timeout=self.timeout)
         except DaemonNotRunning:
@@ -103,6 +106,8 @@ def _socket_path(args: argparse.Namespace) -> Path:
     socket = getattr(args, "socket", None)
     if socket:
         return Path(socket)
+    from powrd.config import ConfigError, load_config
+
     named = getattr(args, "config", None)
     try:
         config = load_config(Path(named) if named else None, os.environ)

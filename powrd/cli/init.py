@@ -22,8 +22,6 @@ from pathlib import Path
 
 from powrd.cli.errors import UsageError
 from powrd.cli.progress import on_terminal
-from powrd.config import Config, ConfigError, SyncConfig
-from powrd.identity import parse_public_key
 
 DEFAULT_OUT = "powrd.toml"
 DEFAULT_RELAYS = ("wss://relay.damus.io", "wss://nos.lol")
@@ -72,6 +70,8 @@ def run(args: argparse.Namespace, ask: Callable[[str], str] = input) -> int:
 
 
 def _ask_authors(ask: Callable[[str], str]) -> list[str]:
+    from powrd.identity import parse_public_key
+
     while True:
         answer = ask("Your public key (npub1… or hex; several separated by spaces): ").split()
         try:
@@ -101,6 +101,8 @@ def _toml(value: object) -> str:
 
 def config_text(*, authors: Sequence[str], relays: Sequence[str], store: str, socket: str) -> str:
     """The commented TOML ``powrd init`` writes."""
+    from powrd.config import SyncConfig
+
     kinds = list(SyncConfig().kinds)
     lines = [
         f"# powrd configuration, written by `powrd init` on {time.strftime('%Y-%m-%d')}.",
@@ -140,6 +142,8 @@ def config_text(*, authors: Sequence[str], relays: Sequence[str], store: str, so
 
 def _upcoming_public_kinds(kinds: list[int]) -> list[str]:
     """``public_kinds``: shown commented; marked upcoming while this powrd has no such key."""
+    from powrd.config import Config
+
     sections = {
         field.name: field.default
         for field in dataclasses.fields(Config)
@@ -161,6 +165,8 @@ def write_new(out: Path, text: str) -> None:
         UsageError: The text does not load (bad npub or URL), or ``out`` exists or
             cannot be written.
     """
+    from powrd.config import Config, ConfigError
+
     directory = out.absolute().parent
     try:
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - linked into place below
