@@ -3,11 +3,13 @@ terminal until Ctrl-C (exit 0); plain frames with no escape sequence when piped.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,8 @@ from tests.support.daemon_process import (
     daemon_process,
     powrd_command,
 )
+from tests.support.events import exercises_and_records, keys_for, pubkey_of
+from tests.support.faultrelay import Behaviour, FaultRelay
 from tests.support.terminal import run_on_terminal
 
 CLEAR = "\x1b[H\x1b[2J"
@@ -106,3 +110,52 @@ def test_watch_interval_is_checked() -> None:
                             env=child_environment(), cwd=REPO_ROOT, check=False)
     assert result.returncode == 2
     assert "expected seconds from 0.1 to 86400" in result.stderr
+
+
+# -- a backfill in progress, seen from `powrd ctl status --watch` -----------------------
+
+@pytest.fixture
+def slow_relay() -> Iterator[FaultRelay]:
+    """A relay (its own event loop in a thread) that trickles 1,500 events out slowly."""
+    events = exercises_and_records(keys_for("watch", 0), 1500, 1_700_000_000)
+    relay = FaultRelay(events, Behaviour(trickle_interval=0.002, trickle_chunk=2048))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(relay.__aenter__(), loop).result(timeout=10)
+    yield relay
+    asyncio.run_coroutine_threadsafe(relay.__aexit__(None, None, None), loop).result(timeout=10)
+    asyncio.run_coroutine_threadsafe(_cancel_the_rest(), loop).result(timeout=10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+    loop.close()
+
+
+async def _cancel_the_rest() -> None:
+    """Let every task of the relay's loop end, so closing the loop destroys none."""
+    others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+
+
+BACKFILL_LINE = re.compile(r"^backfill   (\S+)  0/1 scopes, (\d+) pages, ([\d,]+) events, back to ", re.M)
+
+
+def test_status_watch_shows_a_running_backfill(slow_relay: FaultRelay, tmp_path: Path) -> None:
+    config = write_config(tmp_path, relays=[slow_relay.url], authors=[pubkey_of(keys_for("watch", 0))])
+    config.write_text(config.read_text().replace("[sync]\n", "[sync]\npage_limit = 100\n", 1))
+
+    def two_progress_frames(shown: str) -> bool:
+        return len({m.group(3) for m in BACKFILL_LINE.finditer(shown)}) >= 2
+
+    with daemon_process(config):
+        run = run_on_terminal(
+            powrd_command("ctl", "status", "--watch", "0.2", "--config", str(config)),
+            env=child_environment(), cwd=REPO_ROOT, timeout=60, stop_when=two_progress_frames,
+        )
+    assert run.returncode == 0, run.terminal
+    lines = BACKFILL_LINE.findall(run.terminal)
+    assert {url for url, _, _ in lines} == {slow_relay.url}
+    counts = [int(events.replace(",", "")) for _, _, events in lines]
+    assert counts == sorted(counts) and counts[-1] > counts[0] > 0
