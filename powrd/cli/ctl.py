@@ -117,7 +117,8 @@ def _socket_path(args: argparse.Namespace) -> Path:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False)
+    # The same JSON value as the daemon's answer, with nothing a terminal would obey.
+    return render.safe_json(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def _params_object(text: str, what: str) -> dict[str, Any]:

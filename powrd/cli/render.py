@@ -12,9 +12,14 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from powrd.cli.safe_text import EARLIEST_PRINTABLE_SECONDS, LATEST_PRINTABLE_SECONDS, safe
+from powrd.cli.safe_text import (
+    EARLIEST_PRINTABLE_SECONDS,
+    LATEST_PRINTABLE_SECONDS,
+    safe,
+    safe_json,
+)
 
-__all__ = ["safe"]
+__all__ = ["safe", "safe_json"]
 
 MAX_CELL = 60
 # Units worth printing after a value; "count", "0-10" or "warmup|normal|…" say nothing.

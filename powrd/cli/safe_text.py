@@ -26,6 +26,20 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+# What json.dumps(ensure_ascii=False) leaves raw but a terminal may act on: DEL, C1,
+# bidi controls, line separators. (It already escapes C0 controls.)
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def safe_json(text: str) -> str:
+    """JSON text with those characters written as ``\\u`` escapes: the same JSON value.
+
+    They can only occur inside JSON strings, where ``\\u009b`` means the same as the
+    raw character, so a parser reads exactly what the daemon sent.
+    """
+    return _UNSAFE_IN_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
 def safe(text: str) -> str:
     """``text`` with control and reordering characters shown as ``\\x1b``, ``\\u202e``…"""
     return _UNSAFE.sub(_escape, text)

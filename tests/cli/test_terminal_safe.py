@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from powrd.cli import render
-from powrd.cli.safe_text import safe
+from powrd.cli.safe_text import safe, safe_json
 from tests.support.daemon import write_config
 from tests.support.daemon_process import DaemonProcess, daemon_process, poll, run_powrd
 from tests.support.events import coordinate, keys_for, make_exercise, make_record, pubkey_of
@@ -91,6 +91,22 @@ def test_no_control_character_survives_rendering(words: list[str], numbers: list
         _no_control_characters(output)
 
 
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=json_values)
+def test_json_output_is_the_same_value_and_terminal_safe(value: Any) -> None:
+    shown = safe_json(json.dumps(value, indent=2, ensure_ascii=False))
+    assert json.loads(shown) == value
+    assert not UNSAFE.search(shown.replace("\n", ""))
+    assert not re.search("[\u2028-\u202e\u2066-\u2069]", shown)
+
+
 # -- through a real daemon -------------------------------------------------------------
 
 EXERCISE = make_exercise(AUTHOR, "hostile", title=HOSTILE_TITLE, t="legs\x1b[31m")
@@ -126,8 +142,11 @@ def test_exercises_show_escapes_instead_of_obeying_them(daemon: DaemonProcess) -
     _no_control_characters(out)
     assert "Squat\\x1b[2J\\x1b]0;owned\\x07\\x9b31m\\x7f\\u202eend" in out
     assert "legs\\x1b[31m" in out
-    # --json is the method's answer: the title exactly as stored.
-    [exercise] = json.loads(ctl(daemon, "exercises", "--json"))["exercises"]
+    # --json is the method's answer: the title exactly as stored, written so that no
+    # character of it acts on a terminal.
+    shown = ctl(daemon, "exercises", "--json")
+    _no_control_characters(shown)
+    [exercise] = json.loads(shown)["exercises"]
     assert exercise["title"] == HOSTILE_TITLE
 
 
