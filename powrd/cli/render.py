@@ -8,6 +8,7 @@ or :func:`text`), so control characters and escape sequences are shown, never ob
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -81,9 +82,11 @@ def timestamp(seconds: object) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """``1h 2m 3s`` style; ``-`` for None."""
+    """``1h 2m 3s`` style; ``-`` for None; a value that is not a finite number as it is."""
     if seconds is None:
         return "-"
+    if not _finite_number(seconds):
+        return text(seconds)
     whole = int(seconds)
     if whole < 60:
         return f"{seconds:.1f}s" if seconds < 10 else f"{whole}s"
@@ -93,6 +96,11 @@ def duration(seconds: float | None) -> str:
     parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
     shown = [f"{n}{unit}" for n, unit in parts if n]
     return " ".join(shown[:3])
+
+
+def _finite_number(value: object) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def parameters(laid_out: Sequence[Mapping[str, Any]]) -> str:

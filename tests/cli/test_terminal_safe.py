@@ -52,10 +52,11 @@ def _no_control_characters(output: str) -> None:
 
 
 anything = st.text(max_size=40)
-values = st.one_of(anything, st.integers(), st.none(), st.booleans(), st.floats(allow_nan=False))
+# Python's json reads Infinity and NaN, so a misbehaving daemon could send them.
+values = st.one_of(anything, st.integers(), st.none(), st.booleans(), st.floats())
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(words=st.lists(anything, min_size=12, max_size=12), numbers=st.lists(values, min_size=4, max_size=4))
 def test_no_control_character_survives_rendering(words: list[str], numbers: list[Any]) -> None:
     w, n = words, numbers
@@ -74,7 +75,7 @@ def test_no_control_character_survives_rendering(words: list[str], numbers: list
                                                      "parameters": [parameter]}]}]),
         render.events([{"created_at": n[0], "kind": n[1], "id": w[0], "pubkey": w[1],
                         "tags": [["title", w[2]]], "content": w[3]}]),
-        render.status({"version": w[0], "state": w[1], "uptime_s": 3, "health": [w[2]],
+        render.status({"version": w[0], "state": w[1], "uptime_s": n[1], "health": [w[2]],
                        "relays": [{"url": w[3], "state": w[4], "last_error": w[5]}],
                        "counts": {"by_kind": {w[6]: 1}}}),
         render.relays([{"url": w[0], "state": w[1], "last_error": w[2],
