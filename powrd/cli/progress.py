@@ -12,6 +12,7 @@ library is a dependency yet; both would bring far more than this needs.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -66,6 +67,14 @@ class Progress:
         self._last_draw = float("-inf")
         self._drawn = False
         self._lock = threading.Lock()
+        # A log line written while the progress line stands would be glued to its end:
+        # every handler erases the line first (the next update draws it again).
+        self._handlers: list[logging.Handler] = []
+        self._eraser = _EraseBeforeLogging(self)
+        if enabled:
+            self._handlers = list(logging.getLogger().handlers)
+            for handler in self._handlers:
+                handler.addFilter(self._eraser)
 
     def update(self, count: int, done: int | None = None) -> None:
         """``count`` events handled so far, ``done`` of ``total`` (default: ``count``)."""
@@ -97,17 +106,37 @@ class Progress:
 
     def close(self) -> None:
         """Erase the line, so the summary that follows starts on a clean line."""
+        for handler in self._handlers:
+            handler.removeFilter(self._eraser)
+        self._handlers = []
+        self.erase()
+
+    def erase(self) -> None:
+        """Take the line off the screen until the next update."""
         with self._lock:
             if self._drawn:
                 self._stream.write(f"{_RETURN}{_ERASE_LINE}")
                 self._stream.flush()
                 self._drawn = False
+                self._last_draw = float("-inf")
 
     def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _EraseBeforeLogging(logging.Filter):
+    """A handler filter that lets every record through after erasing the progress line."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__()
+        self._progress = progress
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self._progress.erase()
+        return True
 
 
 def _clock_time(seconds: float) -> str:

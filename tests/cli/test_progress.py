@@ -4,6 +4,7 @@ count, a percentage and a rate; piped, redirected or --quiet, not one byte of th
 from __future__ import annotations
 
 import io
+import logging
 import re
 import subprocess
 from pathlib import Path
@@ -98,3 +99,21 @@ def test_frame_text() -> None:
     with Progress(silent, "import", total=10, enabled=False) as off:
         off.update(5)
     assert silent.getvalue() == ""
+
+
+def test_a_log_line_never_lands_on_the_progress_line() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with Progress(stream, "import", total=100, enabled=True) as progress:
+            progress.update(10)
+            logging.getLogger("powrd.test").warning("store full")
+            progress.update(20)  # drawn again at once, below the log line
+        assert not handler.filters  # the progress line's eraser is gone with it
+    finally:
+        root.removeHandler(handler)
+    shown = stream.getvalue()
+    assert shown.startswith("\rimport: 10 events")
+    assert "\x1b[K\r\x1b[Kstore full\n\rimport: 20 events" in shown
