@@ -78,9 +78,12 @@ def _bytes_left(stream: IO[bytes]) -> int | None:
         return None
 
 
+def _shows_progress(quiet: bool) -> bool:
+    return not quiet and on_terminal(sys.stderr)
+
+
 def _progress(label: str, total: int | None, quiet: bool, unit: str = "events") -> Progress:
-    return Progress(sys.stderr, label, total=total, unit=unit,
-                    enabled=not quiet and on_terminal(sys.stderr))
+    return Progress(sys.stderr, label, total=total, unit=unit, enabled=_shows_progress(quiet))
 
 
 def _event_lines(stream: Iterable[bytes]) -> Iterator[tuple[Any, int]]:
@@ -161,7 +164,7 @@ def export_events(config: Config, *, include_superseded: bool, quiet: bool = Fal
     out = sys.stdout
     try:
         total = None
-        if not quiet and on_terminal(sys.stderr):
+        if _shows_progress(quiet):  # counting is a scan: only for a progress line
             figures = queries.counts(conn)
             total = figures["events"] if include_superseded else sum(figures["by_kind"].values())
         with _progress("export", total, quiet) as progress:
@@ -182,8 +185,10 @@ def reindex(config: Config, *, quiet: bool = False) -> int:
     from powrd.library.reindex import reindex as rebuild
 
     with open_store(config) as store:
-        figures = queries.counts(store.reader())
-        with _progress("reindex", sum(figures["by_kind"].values()), quiet) as progress:
+        total = None
+        if _shows_progress(quiet):
+            total = sum(queries.counts(store.reader())["by_kind"].values())
+        with _progress("reindex", total, quiet) as progress:
             report = store.writer.call(lambda conn: rebuild(conn, progress=progress.update))
     changed = report.changed
     if not changed:
