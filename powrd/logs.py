@@ -9,7 +9,8 @@ using these stable keys wherever they apply so log queries keep working::
 Records from the standard :mod:`logging` module (websockets, asyncio) go through the
 same formatter, so every line has ``timestamp`` (ISO 8601, UTC), ``level``, ``logger``
 and ``event``. Output is one JSON object per line when the stream is not a terminal
-(journald, files, pipes) and a human-readable line on a terminal.
+(files, pipes) or is journald's (``$JOURNAL_STREAM`` names it), and a human-readable
+line on a terminal; ``--log-format`` / ``[logging].format`` force either.
 
 Every line passes :func:`redact_secrets` last before rendering: values under keys such as
 ``secret_key`` or ``password`` and anything that looks like an ``nsec1…`` key are
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -83,13 +85,20 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     return cast(structlog.stdlib.BoundLogger, logger)
 
 
-def configure_logging(level: str, fmt: str = "auto", stream: TextIO | None = None) -> None:
+def configure_logging(
+    level: str,
+    fmt: str = "auto",
+    stream: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> None:
     """Route all logging to ``stream`` at ``level``; safe to call again (SIGHUP).
 
     Args:
         level: ``debug``, ``info``, ``warning`` or ``error`` (any case).
-        fmt: ``json``, ``console``, or ``auto`` (console on a terminal, else JSON).
+        fmt: ``json``, ``console``, or ``auto`` (console on a terminal, JSON otherwise
+            and whenever the stream is journald's).
         stream: Where lines go; ``sys.stderr`` when omitted.
+        environ: Where ``JOURNAL_STREAM`` is looked up; ``os.environ`` when omitted.
 
     Raises:
         ValueError: Unknown level or format.
@@ -101,8 +110,9 @@ def configure_logging(level: str, fmt: str = "auto", stream: TextIO | None = Non
         raise ValueError(f"unknown log format {fmt!r}; expected one of {', '.join(FORMATS)}")
     out = sys.stderr if stream is None else stream
     on_terminal = _is_terminal(out)
+    to_journal = is_journal_stream(out, os.environ if environ is None else environ)
     renderer: Processor
-    if fmt == "json" or (fmt == "auto" and not on_terminal):
+    if fmt == "json" or (fmt == "auto" and (to_journal or not on_terminal)):
         renderer = structlog.processors.JSONRenderer(serializer=_json_line)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=on_terminal)
@@ -179,6 +189,24 @@ def _json_line(event_dict: EventDict, **_: Any) -> str:
     except TypeError:
         # orjson refuses integers beyond 64 bits; the standard library does not.
         return json.dumps(event_dict, default=str, ensure_ascii=False)
+
+
+def is_journal_stream(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """True when ``stream`` is the journald connection systemd gave this process.
+
+    systemd sets ``JOURNAL_STREAM=<device>:<inode>`` for a service whose output goes to
+    the journal; a child process may inherit the variable with other output, so the
+    stream's own device and inode must match.
+    """
+    named = environ.get("JOURNAL_STREAM", "")
+    device, _, inode = named.partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        info = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return (info.st_dev, info.st_ino) == (int(device), int(inode))
 
 
 def _is_terminal(stream: TextIO) -> bool:

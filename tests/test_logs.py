@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import select
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -238,3 +240,38 @@ def test_no_nsec_survives_rendering(before: str, key: str, after: str) -> None:
     assert key not in stream.getvalue()
     [record] = lines(stream)
     assert record["event"].endswith(REDACTED + after)
+
+
+def _terminal_file() -> tuple[Any, Any]:
+    controller, child_side = os.openpty()
+    return os.fdopen(controller, "rb", buffering=0), os.fdopen(child_side, "w", buffering=1)
+
+
+def _read_available(reader: Any) -> str:
+    chunks = []
+    while select.select([reader], [], [], 0.2)[0]:
+        chunks.append(reader.read(65536))
+    return b"".join(chunks).decode()
+
+
+def test_json_when_the_stream_is_journald_even_on_a_terminal() -> None:
+    # The pty stands in for the journal socket: what matters is that device and inode
+    # match $JOURNAL_STREAM; a terminal makes the choice visible (auto would be console).
+    reader, writer = _terminal_file()
+    with reader, writer:
+        info = os.fstat(writer.fileno())
+        configure_logging("info", "auto", writer, {"JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"})
+        get_logger("powrd.test").info("to the journal")
+        line = _read_available(reader).strip()
+    assert json.loads(line)["event"] == "to the journal"
+
+
+def test_an_inherited_journal_stream_variable_does_not_count() -> None:
+    reader, writer = _terminal_file()
+    with reader, writer:
+        configure_logging("info", "auto", writer, {"JOURNAL_STREAM": "1:2"})
+        get_logger("powrd.test").info("on my terminal")
+        text = _read_available(reader)
+    assert "on my terminal" in text
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text.strip())

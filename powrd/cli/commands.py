@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from powrd.cli.main import UsageError
+from powrd.cli.errors import UsageError
+from powrd.cli.progress import Progress, on_terminal
 from powrd.config import Config, ConfigError, load_config
 from powrd.logs import configure_logging
 from powrd.protocol.event import loads
@@ -22,12 +25,21 @@ from powrd.sync.pipeline import Pipeline
 IMPORT_BATCH = 1000
 
 
-def load(path: str | None, environ: Mapping[str, str], log_level: str | None) -> Config:
+def load(
+    path: str | None,
+    environ: Mapping[str, str],
+    log_level: str | None,
+    log_format: str | None = None,
+) -> Config:
+    """The config named on the command line (or found), with logging set up from it.
+
+    ``--log-level`` and ``--log-format`` override ``[logging]``.
+    """
     try:
         config = load_config(Path(path) if path else None, environ)
     except ConfigError as error:
         raise UsageError(str(error)) from None
-    configure_logging(log_level or config.logging.level, config.logging.format)
+    configure_logging(log_level or config.logging.level, log_format or config.logging.format)
     return config
 
 
@@ -42,7 +54,39 @@ def policy(config: Config) -> Policy:
     return Policy(config.limits.max_event_bytes, config.limits.max_future_seconds)
 
 
-def _event_lines(stream: IO[bytes]) -> Iterator[tuple[Any, int]]:
+class _CountedLines:
+    """The lines of a binary stream, counting the bytes read so far."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.bytes_read = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for line in self._stream:
+            self.bytes_read += len(line)
+            yield line
+
+
+def _bytes_left(stream: IO[bytes]) -> int | None:
+    """Bytes a regular file still holds from its position; None for pipes and terminals."""
+    try:
+        info = os.fstat(stream.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return max(0, info.st_size - os.lseek(stream.fileno(), 0, os.SEEK_CUR))
+    except (OSError, ValueError):
+        return None
+
+
+def _shows_progress(quiet: bool) -> bool:
+    return not quiet and on_terminal(sys.stderr)
+
+
+def _progress(label: str, total: int | None, quiet: bool, unit: str = "events") -> Progress:
+    return Progress(sys.stderr, label, total=total, unit=unit, enabled=_shows_progress(quiet))
+
+
+def _event_lines(stream: Iterable[bytes]) -> Iterator[tuple[Any, int]]:
     """Decoded events from NDJSON lines: bare objects or ``["EVENT", sub, event]`` frames."""
     for raw_line in stream:
         line = raw_line.strip()
@@ -66,15 +110,17 @@ def _size(value: Any) -> int:
     return len(dumps(value).encode())
 
 
-def import_events(config: Config, source: str) -> int:
+def import_events(config: Config, source: str, *, quiet: bool = False) -> int:
     """``powrd import FILE|-``: prints a summary; exit 0 even when some events were rejected."""
     try:
         stream: IO[bytes] = sys.stdin.buffer if source == "-" else Path(source).open("rb")  # noqa: SIM115
     except OSError as error:
         raise UsageError(f"{source}: cannot read: {error.strerror}") from None
-    stored = duplicates = 0
+    stored = duplicates = read = 0
     rejected: Counter[str] = Counter()
-    with open_store(config) as store, stream:
+    lines = _CountedLines(stream)
+    progress = _progress("import", _bytes_left(stream), quiet)
+    with open_store(config) as store, stream, progress:
         pipeline = Pipeline(store, policy(config), rejected_log_max=config.store.rejected_log_max)
         batch: list[tuple[Any, int]] = []
 
@@ -86,7 +132,9 @@ def import_events(config: Config, source: str) -> int:
             rejected.update(reason for _, reason in result.rejected)
             batch.clear()
 
-        for item in _event_lines(stream):
+        for item in _event_lines(lines):
+            read += 1
+            progress.update(read, lines.bytes_read)
             if item[0] is None:
                 rejected[Rejected.malformed("not valid JSON").reason] += 1
                 continue
@@ -105,7 +153,7 @@ def import_events(config: Config, source: str) -> int:
     return 0
 
 
-def export_events(config: Config, *, include_superseded: bool) -> int:
+def export_events(config: Config, *, include_superseded: bool, quiet: bool = False) -> int:
     """``powrd export``: current events (or all versions) as NDJSON; works beside a daemon."""
     if not config.store.path.exists():
         raise UsageError(f"{config.store.path}: no such database (set store.path in the config)")
@@ -115,21 +163,33 @@ def export_events(config: Config, *, include_superseded: bool) -> int:
         raise UsageError(f"{config.store.path}: cannot open: {error}") from None
     out = sys.stdout
     try:
-        for raw in queries.iter_raw_events(conn, include_superseded=include_superseded):
-            out.write(raw)
-            out.write("\n")
+        total = None
+        if _shows_progress(quiet):  # counting is a scan: only for a progress line
+            figures = queries.counts(conn)
+            total = figures["events"] if include_superseded else sum(figures["by_kind"].values())
+        with _progress("export", total, quiet) as progress:
+            for written, raw in enumerate(
+                queries.iter_raw_events(conn, include_superseded=include_superseded), start=1
+            ):
+                out.write(raw)
+                out.write("\n")
+                progress.update(written)
     finally:
         conn.close()
     out.flush()
     return 0
 
 
-def reindex(config: Config) -> int:
+def reindex(config: Config, *, quiet: bool = False) -> int:
     """``powrd reindex``: rebuild processed tables; prints what changed."""
     from powrd.library.reindex import reindex as rebuild
 
     with open_store(config) as store:
-        report = store.writer.call(rebuild)
+        total = None
+        if _shows_progress(quiet):
+            total = sum(queries.counts(store.reader())["by_kind"].values())
+        with _progress("reindex", total, quiet) as progress:
+            report = store.writer.call(lambda conn: rebuild(conn, progress=progress.update))
     changed = report.changed
     if not changed:
         print("reindex: processed tables already matched the raw events")

@@ -21,21 +21,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from powrd.cli import render
-from powrd.cli.main import UsageError
-from powrd.config import ConfigError, load_config
-from powrd.control.client import ControlError, DaemonNotRunning, RpcError, call_sync
+from powrd.cli.errors import UsageError
+
+# powrd's config and control client are imported when a command runs, not when the
+# argument tree is built: `powrd --help` and every other command start faster.
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 EXERCISE_KIND = 33401
-SUBCOMMANDS = frozenset((
-    "call", "status", "relays", "template", "exercises", "records", "fetch", "outbox",
-    "query", "sync", "publish", "exercise",
-))
-# Options of `powrd ctl` itself that take a value (needed to find the first positional).
-_VALUED_OPTIONS = frozenset(("--socket", "--config", "--timeout"))
+DEFAULT_WATCH_SECONDS = 2.0
 
 
 class CtlFailure(Exception):
@@ -51,6 +47,8 @@ class Connection:
 
     def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         """Call ``method``; failures become :class:`CtlFailure` with a one-line message."""
+        from powrd.control.client import ControlError, DaemonNotRunning, RpcError, call_sync
+
         try:
             return call_sync(self.socket, method, params, timeout=self.timeout)
         except DaemonNotRunning:
@@ -70,58 +68,47 @@ class Connection:
             raise CtlFailure(f"cannot connect to {self.socket}: {reason}") from None
 
 
-def main(argv: Sequence[str], config_path: str | None = None) -> int:
-    """Run ``powrd ctl`` with ``argv`` (the words after ``ctl``); returns the exit code.
+def main(argv: Sequence[str]) -> int:
+    """``powrd ctl ARGV…``; returns the exit code."""
+    from powrd.cli.main import main as powrd_main
 
-    Args:
-        argv: Arguments after ``ctl``.
-        config_path: ``powrd --config`` given before ``ctl``, if any.
-    """
-    parser = _parser()
-    try:
-        args = parser.parse_args(_with_call(list(argv)))
-    except SystemExit as stop:  # argparse has printed the usage or the help
-        return stop.code if isinstance(stop.code, int) else 2
-    if args.command is None:
-        parser.print_usage(sys.stderr)
+    return powrd_main(["ctl", *argv])
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed ``powrd ctl`` command; returns the exit code."""
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        args.ctl_parser.print_usage(sys.stderr)
         return 2
     try:
-        connection = Connection(_socket_path(args, config_path), getattr(args, "timeout", None)
+        connection = Connection(_socket_path(args), getattr(args, "timeout", None)
                                 or DEFAULT_TIMEOUT_SECONDS)
-        output = args.handler(connection, args)
+        interval = getattr(args, "watch", None)
+        if interval is not None:
+            from powrd.cli.watch import watch
+
+            return watch(lambda: handler(connection, args), title=f"powrd ctl {args.ctl_command}",
+                         interval=interval, failure=CtlFailure)
+        output = handler(connection, args)
     except UsageError as error:
-        print(f"powrd ctl: {error}", file=sys.stderr)
+        print(f"powrd ctl: {render.safe(str(error))}", file=sys.stderr)
         return 2
     except CtlFailure as error:
-        print(f"powrd ctl: {error}", file=sys.stderr)
+        print(f"powrd ctl: {render.safe(str(error))}", file=sys.stderr)
         return 1
     if output:
         print(output)
     return 0
 
 
-def _with_call(argv: list[str]) -> list[str]:
-    """Put ``call`` in front of a first positional that is a method name, not a subcommand."""
-    index = 0
-    while index < len(argv):
-        word = argv[index]
-        if word in _VALUED_OPTIONS:
-            index += 2
-            continue
-        if word.startswith("-"):
-            index += 1
-            continue
-        if word not in SUBCOMMANDS:
-            return [*argv[:index], "call", *argv[index:]]
-        break
-    return argv
-
-
-def _socket_path(args: argparse.Namespace, config_path: str | None) -> Path:
+def _socket_path(args: argparse.Namespace) -> Path:
     socket = getattr(args, "socket", None)
     if socket:
         return Path(socket)
-    named = getattr(args, "config", None) or config_path
+    from powrd.config import ConfigError, load_config
+
+    named = getattr(args, "config", None)
     try:
         config = load_config(Path(named) if named else None, os.environ)
     except ConfigError as error:
@@ -130,7 +117,8 @@ def _socket_path(args: argparse.Namespace, config_path: str | None) -> Path:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False)
+    # The same JSON value as the daemon's answer, with nothing a terminal would obey.
+    return render.safe_json(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def _params_object(text: str, what: str) -> dict[str, Any]:
@@ -164,7 +152,7 @@ Handler = Callable[[Connection, argparse.Namespace], str]
 
 
 def _shown(args: argparse.Namespace, result: Any, human: Callable[[Any], str]) -> str:
-    return _json(result) if getattr(args, "json", False) else human(result)
+    return _json(result) if getattr(args, "json", False) else render.safe_lines(human(result))
 
 
 def _call(conn: Connection, args: argparse.Namespace) -> str:
@@ -296,23 +284,48 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="print the method's JSON result instead of a table")
     parser.add_argument("--socket", default=argparse.SUPPRESS,
                         help="control socket (default: [control].socket from the config)")
-    parser.add_argument("--config", default=argparse.SUPPRESS,
-                        help="config file (default: $POWRD_CONFIG, else ./powrd.toml)")
     parser.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
                         help=f"seconds to wait for an answer (default {DEFAULT_TIMEOUT_SECONDS:g})")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="powrd ctl",
-        description="Talk to the running daemon. `powrd ctl METHOD [PARAMS_JSON]` calls any "
-        "control method and prints its JSON result.",
-    )
-    _common(parser)
-    commands = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
+def _watch(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--watch", nargs="?", type=_interval, const=DEFAULT_WATCH_SECONDS,
+                        metavar="SECONDS",
+                        help="redraw every SECONDS (default %(const)g) until Ctrl-C")
 
-    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+
+def _interval(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0.1 <= seconds <= 86400:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0.1 to 86400, found {text!r}")
+    return seconds
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``ctl``'s options and subcommands to ``parser`` (``powrd ctl``'s parser).
+
+    Args:
+        parser: The ``ctl`` subcommand's parser, already holding powrd's global options.
+    """
+    from powrd.cli.main import FallbackSubParsers, global_options
+
+    parser.description = ("Talk to the running daemon. `powrd ctl METHOD [PARAMS_JSON]` calls"
+                          " any control method and prints its JSON result.")
+    parser.set_defaults(ctl_parser=parser)
+    _common(parser)
+    commands = parser.add_subparsers(dest="ctl_command", metavar="SUBCOMMAND",
+                                     action=FallbackSubParsers)
+    # An unknown subcommand is a method name: `powrd ctl status.x {}` = `… call status.x {}`.
+    cast(FallbackSubParsers, commands).fallback = "call"
+
+    def add(name: str, handler: Handler, help_text: str,
+            under: Any = commands) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = under.add_parser(name, help=help_text,
+                                                        description=help_text)
+        global_options(sub)
         _common(sub)
         sub.set_defaults(handler=handler)
         return sub
@@ -320,21 +333,11 @@ def _parser() -> argparse.ArgumentParser:
     call = add("call", _call, "call a method by name and print its JSON result")
     call.add_argument("method", help="e.g. status, events.query, library.template")
     call.add_argument("params", nargs="?", help='named params as a JSON object, e.g. {"filter":{}}')
-    add("status", _status, "version, state, health, relays and counts")
-    add("relays", _relays, "each relay's connection state and counters")
+    _watch(add("status", _status, "version, state, health, relays and counts"))
+    _watch(add("relays", _relays, "each relay's connection state and counters"))
     template = add("template", _template, "a workout template with its exercises resolved")
     template.add_argument("coordinate", help="33402:<pubkey hex>:<d>")
-    exercises = add("exercises", _exercises, "stored exercise definitions")
-    exercises.add_argument("--author", help="npub or hex public key")
-    exercises.add_argument("--search", help="words in the title")
-    exercises.add_argument("--equipment", help="barbell, dumbbell, bodyweight, machine, cardio")
-    exercises.add_argument("--tag", help="a hashtag (t tag)")
-    exercises.add_argument("--limit", type=int)
-    records = add("records", _records, "workout records with their sets, newest first")
-    records.add_argument("--author", help="npub or hex public key")
-    records.add_argument("--since", type=_unix_seconds, help="unix seconds or a UTC date")
-    records.add_argument("--until", type=_unix_seconds, help="unix seconds or a UTC date")
-    records.add_argument("--limit", type=int)
+    _library_commands(add)
     fetch = add("fetch", _fetch, "referenced events powrd is looking for")
     fetch.add_argument("--state", choices=["pending", "in_flight", "not_found"])
     outbox = add("outbox", _outbox, "your events and their delivery to each relay")
@@ -349,9 +352,7 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--created-at", type=int, help="unix seconds (default: now)")
     exercise = add("exercise", _missing_action, "author exercise definitions")
     actions = exercise.add_subparsers(dest="action", metavar="ACTION")
-    new = actions.add_parser("add", help="publish a new exercise (kind 33401)")
-    _common(new)
-    new.set_defaults(handler=_exercise_add)
+    new = add("add", _exercise_add, "publish a new exercise (kind 33401)", under=actions)
     new.add_argument("--title", required=True)
     new.add_argument("--equipment", required=True,
                      help="barbell, dumbbell, bodyweight, machine or cardio")
@@ -361,7 +362,20 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("--tag", action="append", help="hashtag; repeat for more")
     new.add_argument("--d", help="identifier (default: a new UUID)")
     new.add_argument("--content", default="", help="instructions")
-    return parser
+
+
+def _library_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
+    exercises = add("exercises", _exercises, "stored exercise definitions")
+    exercises.add_argument("--author", help="npub or hex public key")
+    exercises.add_argument("--search", help="words in the title")
+    exercises.add_argument("--equipment", help="barbell, dumbbell, bodyweight, machine, cardio")
+    exercises.add_argument("--tag", help="a hashtag (t tag)")
+    exercises.add_argument("--limit", type=int)
+    records = add("records", _records, "workout records with their sets, newest first")
+    records.add_argument("--author", help="npub or hex public key")
+    records.add_argument("--since", type=_unix_seconds, help="unix seconds or a UTC date")
+    records.add_argument("--until", type=_unix_seconds, help="unix seconds or a UTC date")
+    records.add_argument("--limit", type=int)
 
 
 def _missing_action(conn: Connection, args: argparse.Namespace) -> str:

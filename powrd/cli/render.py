@@ -1,14 +1,26 @@
 """Plain-text rendering of control-socket results, for ``powrd ctl`` and ``powrd demo``.
 
 Every function takes a method's JSON result (or part of it) and returns text without a
-trailing newline. Absent values are shown as ``-``; times are UTC.
+trailing newline. Absent values are shown as ``-``; times are UTC. Every value that
+came from an event or a relay passes :func:`safe` (through :func:`table`, :func:`clip`
+or :func:`text`), so control characters and escape sequences are shown, never obeyed.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from powrd.cli.safe_text import (
+    EARLIEST_PRINTABLE_SECONDS,
+    LATEST_PRINTABLE_SECONDS,
+    safe,
+    safe_json,
+)
+
+__all__ = ["safe", "safe_json"]
 
 MAX_CELL = 60
 # Units worth printing after a value; "count", "0-10" or "warmup|normal|…" say nothing.
@@ -29,31 +41,52 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     )
 
 
+def safe_lines(rendered: str) -> str:
+    """``rendered`` with every line passed through :func:`safe`: the last line of defence
+    for a value a renderer printed without :func:`text`."""
+    return "\n".join(safe(line) for line in rendered.split("\n"))
+
+
 def _cell(value: object) -> str:
     if value is None or value == "":
         return "-"
-    return " ".join(str(value).split())
+    return text(value)
+
+
+def text(value: object) -> str:
+    """``value`` as one terminal-safe line: whitespace runs become one space."""
+    return safe(" ".join(str(value).split()))
 
 
 def clip(value: object) -> str | None:
     """Free text (errors, notes) cut to one short line; ids and coordinates are never cut."""
     if value is None:
         return None
-    text = " ".join(str(value).split())
-    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+    line = " ".join(str(value).split())
+    return safe(line if len(line) <= MAX_CELL else line[: MAX_CELL - 1] + "…")
 
 
-def timestamp(seconds: float | None) -> str:
-    """``2023-11-14 22:13:20Z`` for unix seconds; ``-`` for None."""
+def timestamp(seconds: object) -> str:
+    """``2023-11-14 22:13:20Z`` for unix seconds; ``-`` for None.
+
+    A value outside years 1970 to 9999 (or not a number) prints as it is: an event may
+    carry any integer, and the reader should see what it says rather than a crash.
+    """
     if seconds is None:
         return "-"
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return text(seconds)
+    if not EARLIEST_PRINTABLE_SECONDS <= seconds <= LATEST_PRINTABLE_SECONDS:
+        return str(seconds)
     return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(seconds))
 
 
 def duration(seconds: float | None) -> str:
-    """``1h 2m 3s`` style; ``-`` for None."""
+    """``1h 2m 3s`` style; ``-`` for None; a value that is not a finite number as it is."""
     if seconds is None:
         return "-"
+    if not _finite_number(seconds):
+        return text(seconds)
     whole = int(seconds)
     if whole < 60:
         return f"{seconds:.1f}s" if seconds < 10 else f"{whole}s"
@@ -63,6 +96,11 @@ def duration(seconds: float | None) -> str:
     parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
     shown = [f"{n}{unit}" for n, unit in parts if n]
     return " ".join(shown[:3])
+
+
+def _finite_number(value: object) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def parameters(laid_out: Sequence[Mapping[str, Any]]) -> str:
@@ -86,13 +124,13 @@ def parameters(laid_out: Sequence[Mapping[str, Any]]) -> str:
 def status(result: Mapping[str, Any]) -> str:
     """The ``status`` result: header, health, one row per relay, counts."""
     lines = [
-        f"powrd {result.get('version', '?')}  {result.get('state', '?')}"
+        f"powrd {text(result.get('version', '?'))}  {text(result.get('state', '?'))}"
         f"  up {duration(result.get('uptime_s'))}"
     ]
     problems = list(result.get("health") or [])
     if problems:
         lines.append(f"health: {len(problems)} problem{'s' if len(problems) != 1 else ''}")
-        lines.extend(f"  - {problem}" for problem in problems)
+        lines.extend(f"  - {text(problem)}" for problem in problems)
     else:
         lines.append("health: ok")
     lines.append("")
@@ -106,6 +144,10 @@ def status(result: Mapping[str, Any]) -> str:
         lines.append(table(headers, relay_rows))
     else:
         lines.append("no relays")
+    backfills = [backfill_line(r) for r in result.get("relays") or []]
+    if any(backfills):
+        lines.append("")
+        lines.extend(line for line in backfills if line)
     lines.append("")
     lines.append(counts(result.get("counts") or {}))
     cache, media = result.get("cache"), result.get("media")
@@ -126,6 +168,42 @@ def status(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def backfill_line(relay: Mapping[str, Any]) -> str | None:
+    """One line of a running backfill's progress, or None when none runs.
+
+    ``backfill  wss://r  1/2 scopes, 14 pages, 6,500 events, back to 2024-01-02 10:00:00Z,
+    1,210 events/s, for 5s``
+    """
+    progress = relay.get("backfill")
+    if not isinstance(progress, Mapping) or progress.get("state") != "running":
+        return None
+    started, rate = progress.get("started_at"), progress.get("events_per_s")
+    parts = [f"{_number(progress.get('scopes_done'))}/{_number(progress.get('scopes_total'))}"
+             " scopes", f"{_number(progress.get('pages'))} pages",
+             f"{_number(progress.get('events'))} events"]
+    if progress.get("oldest_created_at") is not None:
+        parts.append(f"back to {timestamp(progress['oldest_created_at'])}")
+    if isinstance(rate, int | float):
+        parts.append(f"{rate:,.0f} events/s")
+    if isinstance(started, int | float):
+        parts.append(f"for {duration(max(0.0, time.time() - started))}")
+    return f"backfill   {text(relay.get('url'))}  " + ", ".join(parts)
+
+
+def _number(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) else text(value)
+
+
+def _backfill_cell(relay: Mapping[str, Any]) -> str:
+    progress = relay.get("backfill")
+    if isinstance(progress, Mapping) and progress.get("state") == "running":
+        return f"running {_number(progress.get('scopes_done'))}/" \
+               f"{_number(progress.get('scopes_total'))}"
+    if isinstance(progress, Mapping) and progress.get("state") == "idle":
+        return "idle"
+    return "done" if relay.get("backfill_complete") else "no"
+
+
 def _mib(size: object) -> str:
     return f"{size / 2**20:.0f} MiB" if isinstance(size, int) else "?"
 
@@ -137,7 +215,8 @@ def _retry(seconds: float | None) -> str | None:
 def counts(figures: Mapping[str, Any]) -> str:
     """The ``counts`` part of ``status`` as a few labelled lines."""
     by_kind = figures.get("by_kind") or {}
-    kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(by_kind.items(), key=_kind_order))
+    kinds = ", ".join(f"{text(kind)}: {text(n)}"
+                      for kind, n in sorted(by_kind.items(), key=_kind_order))
     return "\n".join([
         f"events     {figures.get('events', 0)}" + (f"  ({kinds})" if kinds else ""),
         f"library    {figures.get('exercises', 0)} exercises, {figures.get('templates', 0)}"
@@ -151,7 +230,7 @@ def counts(figures: Mapping[str, Any]) -> str:
 
 def _kind_order(item: tuple[str, Any]) -> tuple[int, str]:
     kind = item[0]
-    return (int(kind), kind) if kind.isdigit() else (1 << 30, kind)
+    return (int(kind), kind) if kind.isascii() and kind.isdigit() else (1 << 30, kind)
 
 
 def relays(entries: Sequence[Mapping[str, Any]]) -> str:
@@ -161,7 +240,7 @@ def relays(entries: Sequence[Mapping[str, Any]]) -> str:
     rows = [
         (r.get("url"), _read_write(r), r.get("state"), r.get("connects"), r.get("events_received"),
          r.get("events_stored"), r.get("events_rejected"),
-         "done" if r.get("backfill_complete") else "no", clip(r.get("last_error")),
+         _backfill_cell(r), clip(r.get("last_error")),
          _retry(r.get("next_retry_s")))
         for r in entries
     ]
@@ -182,17 +261,17 @@ def template(resolved: Mapping[str, Any]) -> str:
     exercises = list(resolved.get("exercises") or [])
     missing = list(resolved.get("missing") or [])
     lines = [
-        f"{resolved.get('title') or '(untitled)'}  [{resolved.get('type') or '-'}]",
-        f"coordinate  {resolved.get('coordinate')}",
+        f"{text(resolved.get('title') or '(untitled)')}  [{text(resolved.get('type') or '-')}]",
+        f"coordinate  {text(resolved.get('coordinate'))}",
     ]
     if resolved.get("complete"):
         lines.append(f"status      complete: all {len(exercises)} exercise references resolved")
     else:
         lines.append(f"status      incomplete: {len(missing)} referenced exercise"
                      f"{'s' if len(missing) != 1 else ''} not stored yet")
-        lines.extend(f"missing     {coordinate}" for coordinate in missing)
+        lines.extend(f"missing     {text(coordinate)}" for coordinate in missing)
     shape = [
-        f"{label} {resolved[key]}" for key, label in (
+        f"{label} {text(resolved[key])}" for key, label in (
             ("rounds", "rounds"), ("duration", "duration s"), ("interval", "interval s"),
             ("rest_between_rounds", "rest between rounds s"))
         if resolved.get(key) is not None
@@ -200,7 +279,7 @@ def template(resolved: Mapping[str, Any]) -> str:
     if shape:
         lines.append("shape       " + ", ".join(shape))
     if resolved.get("content"):
-        lines.append(f"notes       {' '.join(str(resolved['content']).split())}")
+        lines.append(f"notes       {text(resolved['content'])}")
     lines.append("")
     rows = []
     for index, ref in enumerate(exercises, start=1):
@@ -231,6 +310,9 @@ def _formats(exercise: Mapping[str, Any]) -> list[str]:
     return [f"{name}:{units[i]}" if i < len(units) else name for i, name in enumerate(names)]
 
 
+_COMPLETED: dict[object, str] = {True: "completed", False: "not completed"}
+
+
 def records(entries: Sequence[Mapping[str, Any]]) -> str:
     """``library.records`` results: a heading line per record, then its sets."""
     if not entries:
@@ -239,13 +321,13 @@ def records(entries: Sequence[Mapping[str, Any]]) -> str:
     for record in entries:
         start, end = record.get("start"), record.get("end")
         took = duration(end - start) if isinstance(start, int) and isinstance(end, int) else "-"
-        completed = {True: "completed", False: "not completed", None: "-"}[record.get("completed")]
+        completed = _COMPLETED.get(record.get("completed"), "-")
         head = (f"{timestamp(start if start is not None else record.get('created_at'))}"
-                f"  {record.get('title') or '(untitled)'}  [{record.get('type') or '-'}]"
-                f"  {completed}  {took}")
-        lines = [head, f"  event     {record.get('event_id')}"]
+                f"  {text(record.get('title') or '(untitled)')}"
+                f"  [{text(record.get('type') or '-')}]  {completed}  {took}")
+        lines = [head, f"  event     {text(record.get('event_id'))}"]
         if record.get("template"):
-            lines.append(f"  template  {record['template']}")
+            lines.append(f"  template  {text(record['template'])}")
         rows = [
             (number, s.get("exercise_title") or "(missing)", parameters(s.get("parameters") or []))
             for number, s in enumerate(record.get("sets") or [], start=1)

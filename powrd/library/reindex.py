@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import apsw
@@ -27,14 +27,23 @@ class ReindexReport:
         }
 
 
-def _processed_items(conn: apsw.Connection) -> Iterator[tuple[int, Event, Processed]]:
-    for seq, raw in queries.iter_current_events(conn):
+def _processed_items(
+    conn: apsw.Connection, progress: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, Event, Processed]]:
+    for done, (seq, raw) in enumerate(queries.iter_current_events(conn), start=1):
         event = parse_event(loads(raw))
         yield seq, event, process(event)
+        if progress is not None:
+            progress(done)
 
 
-def reindex(conn: apsw.Connection) -> ReindexReport:
-    """A writer operation: rebuild in place and return what changed."""
+def reindex(
+    conn: apsw.Connection, progress: Callable[[int], None] | None = None
+) -> ReindexReport:
+    """A writer operation: rebuild in place and return what changed.
+
+    ``progress`` is called with the number of events processed so far (for a progress line).
+    """
     before = rebuild.snapshot(conn)
-    rebuild.rebuild(conn, list(_processed_items(conn)))
+    rebuild.rebuild(conn, list(_processed_items(conn, progress)))
     return ReindexReport(before, rebuild.snapshot(conn))

@@ -139,6 +139,7 @@ class Subscriptions:
             since = max(0, since - self.settings.overlap_seconds)
         sync.retry_at = None
         sync.run = Backfill([sync.scope.filter], since, self.settings.page_limit)
+        self.status.backfill.scope_started(sync.scope.key, len(self.syncs))
         self._report_progress()
         if await self._next_page(sync):
             await self._run_done(sync)
@@ -172,7 +173,9 @@ class Subscriptions:
         sync.run, sync.page_sub = None, None
         sync.complete, sync.completed_at = True, time.monotonic()
         await self._save(sync)
+        self.status.backfill.scope_done(sync.scope.key)
         if self._report_progress():
+            self.status.backfill.finished()
             log.info("backfill complete", relay=self.url)
             if self.on_complete is not None:
                 self.on_complete()
@@ -234,6 +237,7 @@ class Subscriptions:
         self._deadlines[sub_id] = time.monotonic() + self.settings.eose_timeout_seconds
         if type(created_at) is int and isinstance(event_id, str):
             sync.run.observe(created_at, event_id)
+            self.status.backfill.event(created_at, event_id)
         return sync
 
     async def on_eose(self, sub_id: str) -> bool:
@@ -252,6 +256,7 @@ class Subscriptions:
         if sub_id != sync.live_sub:
             await self._close(sub_id)
         sync.run.page_done()
+        self.status.backfill.page_done()
         return await self._next_page(sync)
 
     async def on_closed(self, sub_id: str, rate_limited: bool, message: str) -> None:

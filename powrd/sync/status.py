@@ -8,6 +8,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from powrd.sync.backfill_progress import BackfillProgress
+
 
 class RelayState(enum.StrEnum):
     CONNECTING = "connecting"
@@ -37,6 +39,7 @@ class RelayStatus:
     next_retry_at: float | None = None
     backoff_seconds: float = 0.0
     backfill_complete: bool = False
+    backfill: BackfillProgress = field(default_factory=BackfillProgress)
     throttle_seconds: float = 0.0
     notices: int = 0
 
@@ -64,6 +67,7 @@ class RelayStatus:
             "next_retry_s": next_retry,
             "backoff_s": round(self.backoff_seconds, 3),
             "backfill_complete": self.backfill_complete,
+            "backfill": self.backfill.as_dict(now),
             "throttle_s": round(self.throttle_seconds, 3),
             "notices": self.notices,
         }
