@@ -142,7 +142,16 @@ def test_pr_values_are_kept_raw() -> None:
 
 
 def test_extra_tags_warn() -> None:
-    processed = parse_record(record([*BASE, ["exercise", SQUAT], ["duration", "3600"]]))
+    processed = parse_record(record([*BASE, ["exercise", SQUAT], ["laps", "3600"]]))
     assert processed.warnings == (
-        "tag 'duration' is not part of NIP-101e workout records; ignored",
+        "tag 'laps' is not part of NIP-101e workout records; ignored",
     )
+
+
+def test_a_duration_on_sets_is_a_metric_not_an_activity() -> None:
+    processed = parse_record(record([*BASE, ["exercise", SQUAT], ["duration", "01:00:00"]]))
+    assert processed.warnings == ()
+    assert isinstance(processed.row, RecordRow)
+    assert processed.row.activity is None
+    assert processed.row.metrics == {"duration_s": 3600}
+    assert len(processed.row.sets) == 1
