@@ -244,9 +244,10 @@ class TagReader:
             return None, tuple(tag[3:])
         hint = tag[2]
         if not hint.lower().startswith(("wss://", "ws://")):
+            # One warning per event, not per set: POWR writes every tag this way.
             self.warn(
-                f"tag {tag[0]} {show(tag[1])} has no relay slot ({show(hint)} is not a"
-                " websocket URL); every element after the reference read as a parameter"
+                f"tag {tag[0]} has no relay slot (the element after the reference is not"
+                " a websocket URL); every element after the reference read as a parameter"
             )
             return None, tuple(tag[2:])
         # The resolver connects to hints; a URL with spaces would only fail there.
