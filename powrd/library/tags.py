@@ -185,7 +185,7 @@ class TagReader:
             self.warn(f"tag {name} {show(text)} is too large")
             return None
         value = int(text)
-        if len(text) == _MILLISECONDS_DIGITS:
+        if value >= 0 and len(text) == _MILLISECONDS_DIGITS:
             self.warn(f"tag {name} {text} has 13 digits: read as milliseconds")
             return value // 1000
         if value < 0 or value > MAX_TIMESTAMP:
