@@ -39,7 +39,7 @@ DEFAULT_CONFIG_FILE = Path("powrd.toml")
 DEFAULT_DATABASE_NAME = "powrd.db"
 DEFAULT_SOCKET_NAME = "powrd.sock"
 SYSTEMD_SOCKET_NAME = "control.sock"
-DEFAULT_KINDS = (33401, 33402, 1301)
+DEFAULT_KINDS = (33401, 33402, 1301, 30003)
 MAX_KIND = 65535
 # sun_path holds 108 bytes on Linux, one of them the terminating NUL.
 MAX_SOCKET_PATH_BYTES = 107

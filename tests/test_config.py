@@ -80,7 +80,7 @@ def test_defaults_without_systemd_directories() -> None:
     assert config.control.socket == Path("powrd.sock")
     assert config.identity.secret_key_file is None
     assert config.sync.authors == ()
-    assert config.sync.kinds == (33401, 33402, 1301)
+    assert config.sync.kinds == (33401, 33402, 1301, 30003)
     assert config.sync.reconnect_max_seconds == 300.0
     assert config.resolver.not_found_retry_seconds == 21600
     assert config.publisher.ok_timeout_seconds == 15.0

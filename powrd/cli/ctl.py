@@ -188,6 +188,27 @@ def _records(conn: Connection, args: argparse.Namespace) -> str:
     return _shown(args, result, lambda r: render.records(r["records"]))
 
 
+def _collections(conn: Connection, args: argparse.Namespace) -> str:
+    result = conn.call("library.collections", _filters(args, "author"))
+    return _shown(args, result, lambda r: _collections_text(r["collections"]))
+
+
+def _collections_text(found: Sequence[Mapping[str, Any]]) -> str:
+    """One row per POWR list, then the members that are not stored yet."""
+    if not found:
+        return "no collections"
+    rows = [
+        (c["title"], c["d"], len(c["members"]), len(c["missing"]),
+         " ".join(f"{kind}:{count}" for kind, count in sorted(c["kind_counts"].items())))
+        for c in found
+    ]
+    text = render.table(("TITLE", "D", "MEMBERS", "MISSING", "KINDS"), rows)
+    missing = sorted({m for c in found for m in c["missing"]})
+    if missing:
+        text += "\n\nmissing (being fetched):\n" + "\n".join(f"  {m}" for m in missing)
+    return text
+
+
 def _fetch(conn: Connection, args: argparse.Namespace) -> str:
     result = conn.call("fetch.list", _filters(args, "state"))
     return _shown(args, result, lambda r: render.fetch_queue(r["entries"]))
@@ -376,6 +397,8 @@ def _library_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     records.add_argument("--since", type=_unix_seconds, help="unix seconds or a UTC date")
     records.add_argument("--until", type=_unix_seconds, help="unix seconds or a UTC date")
     records.add_argument("--limit", type=int)
+    add("collections", _collections, "POWR lists: saved exercises and templates").add_argument(
+        "--author", help="npub or hex public key")
 
 
 def _missing_action(conn: Connection, args: argparse.Namespace) -> str:

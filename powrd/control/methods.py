@@ -21,11 +21,12 @@ from powrd.control.rpc import (
 from powrd.identity import parse_public_key
 from powrd.library.cache import cached_template, priority_for
 from powrd.library.service import records_with_sets
+from powrd.protocol.coordinates import author_of
 from powrd.protocol.event import loads
 from powrd.protocol.filters import FilterError, parse_filter
 from powrd.service import request_limits
 from powrd.service.request_limits import MAX_LIBRARY_LIMIT
-from powrd.store import fetchqueue, library_queries, outbox, queries
+from powrd.store import fetchqueue, library_queries, lists, outbox, queries
 from powrd.sync.media import MediaNotFound, media_chunks
 from powrd.sync.publisher import PublishError
 
@@ -141,6 +142,10 @@ def _library_methods(daemon: Daemon, reader: Callable[[], Any]) -> dict[str, Han
             )
         }
 
+    async def library_collections(params: dict[str, Any]) -> Any:
+        _only(params, "author")
+        return {"collections": lists.collections(reader(), _author(params))}
+
     async def publish(params: dict[str, Any]) -> Any:
         _only(params, "kind", "content", "tags", "created_at")
         created_at = request_limits.timestamp(params, "created_at")
@@ -177,7 +182,7 @@ def _library_methods(daemon: Daemon, reader: Callable[[], Any]) -> dict[str, Han
             if daemon.media is not None:
                 await daemon.media.request(exercise)  # evicted or failed: fetch it again
             raise MethodError(NOT_FOUND, str(error)) from None
-        author = exercise.split(":", 2)[1] if exercise.count(":") >= 2 else None
+        author = author_of(exercise)
         daemon.cache.touch(exercise, priority_for(author, daemon.own_pubkeys()))
 
         async def encoded() -> AsyncIterator[str]:
@@ -190,6 +195,7 @@ def _library_methods(daemon: Daemon, reader: Callable[[], Any]) -> dict[str, Han
         "library.exercises": library_exercises,
         "library.template": library_template,
         "library.records": library_records,
+        "library.collections": library_collections,
         "publish": publish,
         "media.get": media_get,
     }

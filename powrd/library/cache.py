@@ -34,6 +34,7 @@ from typing import Any
 import apsw
 import structlog
 
+from powrd.library.coordinates import EXERCISE, LEGACY_RECORD, LIST, TEMPLATE, parse_coordinate
 from powrd.library.service import resolve_template
 from powrd.protocol.event import dumps
 from powrd.store import cache_meta, library_queries
@@ -46,7 +47,9 @@ PRIORITY_NORMAL = 0
 PRIORITY_OWN = 1
 """The user's own content and what their templates reference."""
 
-_CONTENT_TYPES = {"33401": "exercise", "33402": "template", "33403": "record"}
+_CONTENT_TYPES = {
+    EXERCISE: "exercise", TEMPLATE: "template", LEGACY_RECORD: "record", LIST: "collection"
+}
 # Invalidations remembered for refusing late puts; a ticket older than this is refused.
 # A ticket spans one query, a handful of commits at most; each entry holds a commit's whole
 # changed set (thousands of names during a backfill), so keep few.
@@ -70,8 +73,8 @@ def priority_for(
 
 def content_type_of(content_id: str) -> str:
     """``exercise``/``template``/``record`` for coordinates of those kinds, else ``event``."""
-    kind, separator, _ = content_id.partition(":")
-    return _CONTENT_TYPES.get(kind, "event") if separator else "event"
+    coordinate = parse_coordinate(content_id)
+    return "event" if coordinate is None else _CONTENT_TYPES.get(coordinate.kind, "event")
 
 
 @dataclass(slots=True)

@@ -20,6 +20,23 @@ class SetParam(TypedDict):
     value: str | None
 
 
+def split_set_number(
+    format: tuple[str, ...], params: tuple[str, ...]
+) -> tuple[tuple[str, ...], int | None]:
+    """The parameters without a trailing set number, and the set number.
+
+    powr_web appends a set number after the values its ``format`` asks for; sets of a
+    template sharing a number are performed together (a superset). Only a whole number
+    exactly one place past a known format is read as one.
+    """
+    if not format or len(params) != len(format) + 1:
+        return params, None
+    last = params[-1]
+    if last.isascii() and last.isdigit() and len(last) <= 9:
+        return params[:-1], int(last)
+    return params, None
+
+
 def layout_params(
     format: tuple[str, ...], format_units: tuple[str, ...], params: tuple[str, ...]
 ) -> list[SetParam]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from powrd.library.coordinates import EXERCISE, LEGACY_RECORD, RECORD, TEMPLATE
+from powrd.library.collection import parse_collection
+from powrd.library.coordinates import EXERCISE, LEGACY_RECORD, LIST, RECORD, TEMPLATE
 from powrd.library.exercise import parse_exercise
 from powrd.library.record import parse_record
 from powrd.library.template import parse_template
@@ -16,6 +17,7 @@ _PARSERS: Mapping[int, Callable[[Event], Processed]] = {
     TEMPLATE: parse_template,
     RECORD: parse_record,
     LEGACY_RECORD: parse_record,
+    LIST: parse_collection,
 }
 
 

@@ -1,7 +1,12 @@
-"""Kind 1301 (and legacy 33403), the workout record: the sets someone actually did."""
+"""Kind 1301 (and legacy 33403), the workout record: the sets someone actually did.
+
+A kind 1301 from RUNSTR is a cardio record instead (:mod:`powrd.library.cardio`): an
+activity with metrics, and no sets.
+"""
 
 from __future__ import annotations
 
+from powrd.library.cardio import CARDIO_TAGS, activity_of, is_cardio, read_metrics
 from powrd.library.coordinates import EXERCISE, LEGACY_RECORD, TEMPLATE
 from powrd.library.tags import TagReader, dependencies_of, show
 from powrd.library.template import WORKOUT_TYPES
@@ -12,6 +17,7 @@ SPEC_TAGS = frozenset(
     ("d", "title", "type", "exercise", "start", "end", "completed", "rounds_completed",
      "interval", "template", "pr", "t")
 )
+RECORD_TYPES = WORKOUT_TYPES | {"cardio"}
 _COMPLETED = {"true": True, "false": False}
 _PR_PARTS = 3
 
@@ -24,18 +30,24 @@ def parse_record(event: Event) -> Processed:
     legacy addressable kind needs ``d`` like the other addressable kinds.
     """
     tags = TagReader(event)
-    if event.kind == LEGACY_RECORD:
-        if not tags.has_address():
-            return Processed(warnings=tags.warnings())
-    else:
+    if event.kind == LEGACY_RECORD and not tags.has_address():
+        return Processed(warnings=tags.warnings())
+    cardio = event.kind != LEGACY_RECORD and is_cardio(tags)
+    if event.kind != LEGACY_RECORD and not cardio:
         tags.text("d", required=True)
     title = tags.title()
-    workout_type = tags.choice("type", WORKOUT_TYPES, required=True)
-    sets = tags.references("exercise", EXERCISE)
-    if not tags.all_named("exercise"):
+    workout_type = tags.choice("type", RECORD_TYPES, required=not cardio)
+    exercise_tags = tags.all_named("exercise")
+    activities = [word for word in map(activity_of, exercise_tags) if word] if cardio else []
+    set_tags = [tag for tag in exercise_tags if not (cardio and activity_of(tag))]
+    found = (tags.reference(tag, EXERCISE) for tag in set_tags)
+    sets = tuple(reference for reference in found if reference is not None)
+    if not exercise_tags:
         tags.warn("tag exercise is missing")
-    start = tags.integer("start", required=True)
-    end = tags.integer("end", required=True)
+    start = tags.timestamp("start", required=not cardio)
+    if start is None and cardio:
+        start = tags.timestamp("workout_start_time")
+    end = tags.timestamp("end", required=not cardio)
     if start is not None and end is not None and end < start:
         tags.warn("tag end is before tag start")
     template = _template(tags)
@@ -45,16 +57,26 @@ def parse_record(event: Event) -> Processed:
         sets=sets,
         start=start,
         end=end,
-        completed=_completed(tags),
-        rounds_completed=tags.integer("rounds_completed"),
-        interval=tags.integer("interval"),
+        completed=_completed(tags, required=not cardio),
+        rounds_completed=tags.number("rounds_completed"),
+        interval=tags.number("interval"),
         template=template,
         prs=_personal_records(tags),
         hashtags=tags.hashtags(),
+        activity=_activity(activities, sets) if cardio else None,
+        metrics=read_metrics(tags) if cardio else {},
+        unreadable=tuple(tags.unreadable),
     )
-    tags.unknown_tags(SPEC_TAGS, "workout records")
+    tags.unknown_tags(SPEC_TAGS | CARDIO_TAGS if cardio else SPEC_TAGS, "workout records")
     referenced = sets if template is None else (*sets, template)
     return Processed(row=row, warnings=tags.warnings(), dependencies=dependencies_of(referenced))
+
+
+def _activity(activities: list[str], sets: tuple[Reference, ...]) -> str | None:
+    """The named activity; a record of sets that only carries a duration has none."""
+    if activities:
+        return activities[0]
+    return None if sets else "cardio"
 
 
 def _template(tags: TagReader) -> Reference | None:
@@ -62,8 +84,8 @@ def _template(tags: TagReader) -> Reference | None:
     return None if tag is None else tags.reference(tag, TEMPLATE)
 
 
-def _completed(tags: TagReader) -> bool | None:
-    text = tags.text("completed", required=True)
+def _completed(tags: TagReader, *, required: bool) -> bool | None:
+    text = tags.text("completed", required=required)
     if text is None:
         return None
     completed = _COMPLETED.get(text)

@@ -6,7 +6,7 @@ from typing import Any
 
 import apsw
 
-from powrd.library.layout import layout_params
+from powrd.library.layout import layout_params, split_set_number
 from powrd.store import library_queries
 
 
@@ -27,15 +27,17 @@ def resolve_template(conn: apsw.Connection, coordinate: str) -> dict[str, Any] |
         definition = definitions.get(ref["coordinate"])
         fmt = tuple(definition["format"]) if definition else ()
         units = tuple(definition["format_units"]) if definition else ()
+        params, set_number = split_set_number(fmt, tuple(ref["params"]))
         exercises.append(
             {
                 **ref,
                 "exercise": definition,
-                "parameters": layout_params(fmt, units, tuple(ref["params"])),
+                "set_number": set_number,
+                "parameters": layout_params(fmt, units, params),
             }
         )
     found["exercises"] = exercises
-    found["complete"] = not found["missing"]
+    found["complete"] = not found["missing"] and not found["unreadable"]
     return found
 
 
@@ -49,6 +51,8 @@ def records_with_sets(conn: apsw.Connection, **filters: Any) -> list[dict[str, A
             definition = definitions.get(performed["coordinate"])
             fmt = tuple(definition["format"]) if definition else ()
             units = tuple(definition["format_units"]) if definition else ()
+            params, set_number = split_set_number(fmt, tuple(performed["params"]))
             performed["exercise_title"] = definition["title"] if definition else None
-            performed["parameters"] = layout_params(fmt, units, tuple(performed["params"]))
+            performed["set_number"] = set_number
+            performed["parameters"] = layout_params(fmt, units, params)
     return found

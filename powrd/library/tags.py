@@ -25,6 +25,11 @@ MAX_WARNINGS = 50
 MAX_STORED_INTEGER = 2**63 - 1
 # ASCII digits only: int() would also take " 5", "1_000" and non-Latin digits.
 _INTEGER = re.compile(r"-?[0-9]+")
+_DECIMAL = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,20})?")
+# Unix seconds of 9999-12-31T23:59:59Z: later times cannot be printed as dates.
+MAX_TIMESTAMP = 253402300799
+# 13 digits are milliseconds (powr_web): seconds have 10 digits until the year 2286.
+_MILLISECONDS_DIGITS = 13
 # Long enough for a coordinate with a UUID d (107 characters).
 _SHOWN_LENGTH = 120
 
@@ -51,6 +56,8 @@ class TagReader:
         self.author = event.pubkey
         self.tags: Sequence[Sequence[str]] = event.tags
         self._warnings: list[str] = []
+        self.unreadable: list[tuple[tuple[str, ...], str]] = []
+        """References that could not be read: (the raw tag, why)."""
 
     def warn(self, message: str) -> None:
         self._warnings.append(message)
@@ -145,6 +152,46 @@ class TagReader:
             return None
         return value
 
+    def number(self, name: str) -> int | float | None:
+        """A non-negative decimal such as ``1.5`` (an int when it has no fraction)."""
+        text = self.text(name, required=False)
+        if text is None:
+            return None
+        if not _DECIMAL.fullmatch(text):
+            self.warn(f"tag {name} {show(text)} is not a number")
+            return None
+        value: int | float = float(text) if "." in text else int(text)
+        if value < 0:
+            self.warn(f"tag {name} {text} is negative")
+            return None
+        if isinstance(value, int) and value > MAX_STORED_INTEGER:
+            self.warn(f"tag {name} {show(text)} is too large")
+            return None
+        return value
+
+    def timestamp(self, name: str, *, required: bool = False) -> int | None:
+        """Unix seconds; 13 digits are read as milliseconds, odd values kept raw.
+
+        A negative time or one past the year 9999 is kept as given, with a warning, so
+        that nothing is lost; the store keeps it and readers print it as a number.
+        """
+        text = self.text(name, required=required)
+        if text is None:
+            return None
+        if not _INTEGER.fullmatch(text):
+            self.warn(f"tag {name} {show(text)} is not an integer")
+            return None
+        if len(text) > len(str(MAX_STORED_INTEGER)) or abs(int(text)) > MAX_STORED_INTEGER:
+            self.warn(f"tag {name} {show(text)} is too large")
+            return None
+        value = int(text)
+        if value >= 0 and len(text) == _MILLISECONDS_DIGITS:
+            self.warn(f"tag {name} {text} has 13 digits: read as milliseconds")
+            return value // 1000
+        if value < 0 or value > MAX_TIMESTAMP:
+            self.warn(f"tag {name} {value} is not a time between 1970 and 9999; kept as given")
+        return value
+
     def hashtags(self) -> tuple[str, ...]:
         """The ``t`` values, each once: a repeated hashtag says nothing more."""
         values = (tag[1] for tag in self.all_named("t") if len(tag) > 1 and tag[1])
@@ -155,39 +202,59 @@ class TagReader:
         found = (self.reference(tag, target_kind) for tag in self.all_named(name))
         return tuple(reference for reference in found if reference is not None)
 
-    def reference(self, tag: Sequence[str], target_kind: int) -> Reference | None:
+    def reference(self, tag: Sequence[str], target_kind: int | None) -> Reference | None:
         """Read ``[name, coordinate, relay hint, params...]``; None when it is unusable.
+
+        ``target_kind`` is the kind the coordinate must name, or None for any kind.
 
         A reference lacking the pubkey is taken to mean the event's author, as POWR has
         published such references for the author's own exercises.
         """
         name = tag[0]
         if len(tag) < 2 or not tag[1]:
-            self.warn(f"tag {name} has no coordinate; skipped")
-            return None
+            return self._unreadable(tag, f"tag {name} has no coordinate; skipped")
         text = tag[1]
         coordinate = parse_coordinate(text, self.author)
         if coordinate is None:
-            self.warn(f"tag {name} {show(text)} is not a coordinate; skipped")
-            return None
-        if coordinate.kind != target_kind:
-            self.warn(
-                f"tag {name} {show(text)} is kind {coordinate.kind}, not {target_kind}; skipped"
+            return self._unreadable(tag, f"tag {name} {show(text)} is not a coordinate; skipped")
+        if target_kind is not None and coordinate.kind != target_kind:
+            return self._unreadable(
+                tag,
+                f"tag {name} {show(text)} is kind {coordinate.kind}, not {target_kind}; skipped",
             )
-            return None
         if coordinate.pubkey_assumed:
             self.warn(f"{name} reference {show(text)} lacks the pubkey; assumed the author's")
-        return Reference(str(coordinate), self._relay_hint(tag), tuple(tag[3:]))
+        hint, params = self._relay_slot(tag)
+        return Reference(str(coordinate), hint, params)
 
-    def _relay_hint(self, tag: Sequence[str]) -> str | None:
-        hint = tag[2] if len(tag) > 2 else ""
-        if not hint:
-            return None
-        # The resolver connects to hints; anything but a websocket URL would only fail there.
-        if not hint.lower().startswith(("wss://", "ws://")) or any(c.isspace() for c in hint):
+    def _unreadable(self, tag: Sequence[str], message: str) -> Reference | None:
+        """Note a reference tag that cannot be read; returns None for the caller to return."""
+        self.warn(message)
+        self.unreadable.append((tuple(tag), message))
+        return None
+
+    def _relay_slot(self, tag: Sequence[str]) -> tuple[str | None, tuple[str, ...]]:
+        """The relay hint and the parameters after it.
+
+        POWR's templates and legacy records leave the relay slot out
+        (``["exercise", <ref>, "3", "10", "normal"]``): an element after the reference
+        that is neither empty nor a websocket URL is the first parameter, not a hint.
+        """
+        if len(tag) < 3 or not tag[2]:
+            return None, tuple(tag[3:])
+        hint = tag[2]
+        if not hint.lower().startswith(("wss://", "ws://")):
+            # One warning per event, not per set: POWR writes every tag this way.
+            self.warn(
+                f"tag {tag[0]} has no relay slot (the element after the reference is not"
+                " a websocket URL); every element after the reference read as a parameter"
+            )
+            return None, tuple(tag[2:])
+        # The resolver connects to hints; a URL with spaces would only fail there.
+        if any(c.isspace() for c in hint):
             self.warn(f"tag {tag[0]} relay hint {show(hint)} is not a websocket URL; ignored")
-            return None
-        return hint
+            return None, tuple(tag[3:])
+        return hint, tuple(tag[3:])
 
     def unknown_tags(self, known: frozenset[str], kind_name: str) -> None:
         """Warn once for each tag name that is neither in ``known`` nor generic."""

@@ -12,7 +12,7 @@ WORKOUT_TYPES = frozenset(("strength", "circuit", "emom", "amrap", "superset", "
 
 SPEC_TAGS = frozenset(
     ("d", "title", "type", "exercise", "rounds", "duration", "interval",
-     "rest_between_rounds", "t")
+     "rest_between_rounds", "t", "rest_between_sets", "client", "category")
 )
 
 
@@ -21,7 +21,8 @@ def parse_template(event: Event) -> Processed:
 
     Every usable ``exercise`` tag becomes one entry of ``exercises``, in tag order and
     never deduplicated (three identical tags are three sets). ``dependencies`` holds each
-    referenced exercise once.
+    referenced exercise once; tags that could not be read are kept in ``unreadable``, and
+    make the template incomplete.
     """
     tags = TagReader(event)
     if not tags.has_address():
@@ -40,6 +41,7 @@ def parse_template(event: Event) -> Processed:
         interval=tags.integer("interval"),
         rest_between_rounds=tags.integer("rest_between_rounds"),
         hashtags=tags.hashtags(),
+        unreadable=tuple(tags.unreadable),
     )
     tags.unknown_tags(SPEC_TAGS, "workout templates")
     return Processed(row=row, warnings=tags.warnings(), dependencies=dependencies_of(exercises))

@@ -13,9 +13,18 @@ from dataclasses import dataclass, field
 
 import apsw
 
+from powrd.protocol.coordinates import split_coordinate
 from powrd.protocol.event import Event, dumps
+from powrd.store import lists
 from powrd.store.processed import MEDIA_UPSERT
-from powrd.store.rows import ExerciseRow, Processed, RecordRow, Reference, TemplateRow
+from powrd.store.rows import (
+    CollectionRow,
+    ExerciseRow,
+    Processed,
+    RecordRow,
+    Reference,
+    TemplateRow,
+)
 
 Row = tuple[object, ...]
 # Tuples (params, hashtags, formats) are dumped as they are: the same JSON arrays the
@@ -51,8 +60,8 @@ _INSERTS = (
     (
         "templates",
         "INSERT INTO templates (event_seq, coordinate, pubkey, title, type, rounds, duration,"
-        " interval, rest_between_rounds, hashtags, content, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " interval, rest_between_rounds, hashtags, content, created_at, unreadable)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     ),
     (
         "template_exercises",
@@ -63,8 +72,8 @@ _INSERTS = (
         "records",
         "INSERT INTO workout_records (event_seq, event_id, pubkey, kind, title, type, start,"
         ' "end", completed, rounds_completed, interval, template_coordinate, template_relay,'
-        " prs, hashtags, content, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " prs, hashtags, content, created_at, activity, metrics, unreadable)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     ),
     (
         "record_sets",
@@ -97,6 +106,9 @@ def write_all(
         rows: list[Row] = getattr(tables, name)
         if rows:
             conn.executemany(sql, rows)
+    for seq, event, processed in stored:
+        if isinstance(processed.row, CollectionRow):
+            lists.write(conn, seq, event, processed.row, ids)
 
 
 def _references(stored: Sequence[tuple[int, Event, Processed]]) -> Iterator[Reference]:
@@ -107,6 +119,8 @@ def _references(stored: Sequence[tuple[int, Event, Processed]]) -> Iterator[Refe
             yield from row.exercises
         elif isinstance(row, RecordRow):
             yield from row.sets
+        elif isinstance(row, CollectionRow):
+            yield from row.members
         yield from processed.dependencies
 
 
@@ -133,9 +147,11 @@ def intern_coordinates(
         (last,) = conn.execute("SELECT coalesce(max(id), 0) FROM coordinates").fetchone() or (0,)
         rows: list[Row] = []
         for number, coordinate in enumerate(new, start=int(last) + 1):
-            kind, pubkey, d = coordinate.split(":", 2)
+            address = split_coordinate(coordinate)
+            if address is None:
+                raise ValueError(f"reference coordinate {coordinate!r} is not normalized")
             ids[coordinate] = number
-            rows.append((number, coordinate, int(kind), pubkey, d))
+            rows.append((number, coordinate, *address))
         conn.executemany(
             "INSERT INTO coordinates (id, coordinate, kind, pubkey, d_tag) VALUES (?, ?, ?, ?, ?)",
             rows,
@@ -178,7 +194,7 @@ def _add_exercise(tables: _Tables, seq: int, event: Event, row: ExerciseRow) -> 
     )
     tables.media.extend(
         (coordinate, media.url, media.mime_type, media.sha256, media.dim, media.alt,
-         event.created_at)
+         event.created_at, dumps(dict(media.extra)))
         for media in row.media
     )
 
@@ -190,7 +206,7 @@ def _add_template(
         (
             seq, event.coordinate, event.pubkey, row.title, row.type, row.rounds, row.duration,
             row.interval, row.rest_between_rounds, dumps(row.hashtags), event.content,
-            event.created_at,
+            event.created_at, dumps(row.unreadable),
         )
     )
     tables.template_exercises.extend(_reference_rows(seq, row.exercises, ids))
@@ -206,7 +222,8 @@ def _add_record(
             None if row.completed is None else int(row.completed), row.rounds_completed,
             row.interval, template.coordinate if template else None,
             template.relay_hint if template else None, dumps(row.prs),
-            dumps(row.hashtags), event.content, event.created_at,
+            dumps(row.hashtags), event.content, event.created_at, row.activity,
+            dumps(row.metrics), dumps(row.unreadable),
         )
     )
     tables.record_sets.extend(_reference_rows(seq, row.sets, ids))

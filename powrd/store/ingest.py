@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 import apsw
 
 from powrd.protocol import reasons
+from powrd.protocol.coordinates import split_coordinate
 from powrd.protocol.event import Event, dumps
 from powrd.protocol.validate import expiration
 from powrd.store import bulk
@@ -132,8 +133,8 @@ def _apply_deletion(conn: apsw.Connection, event: Event, result: BatchResult) ->
                 )
             )
         elif name == "a":
-            parts = target.split(":", 2)
-            if len(parts) != 3 or not parts[0].isdigit() or parts[1] != event.pubkey:
+            parts = split_coordinate(target)
+            if parts is None or parts[1] != event.pubkey:
                 continue  # only the author may delete their addressable events
             conn.execute(
                 "INSERT INTO tombstones (target, pubkey, target_type, deleted_until, deletion_id)"
@@ -147,7 +148,7 @@ def _apply_deletion(conn: apsw.Connection, event: Event, result: BatchResult) ->
                 for r in conn.execute(
                     "SELECT seq FROM nostr_events WHERE kind = ? AND pubkey = ? AND d_tag = ?"
                     " AND created_at <= ?",
-                    (int(parts[0]), parts[1], parts[2], event.created_at),
+                    (*parts, event.created_at),
                 )
             )
     delete_event_rows(conn, doomed, result)

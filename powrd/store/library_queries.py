@@ -113,7 +113,8 @@ def template(conn: apsw.Connection, coordinate: str) -> dict[str, Any] | None:
     row = conn.execute(
         "SELECT t.event_seq, e.id, t.pubkey, e.d_tag, t.title, t.type, t.rounds, t.duration,"
         " t.interval, t.rest_between_rounds, t.hashtags, t.content, t.created_at,"
-        " i.missing_exercises FROM templates t JOIN nostr_events e ON e.seq = t.event_seq"
+        " i.missing_exercises, t.unreadable FROM templates t"
+        " JOIN nostr_events e ON e.seq = t.event_seq"
         " LEFT JOIN incomplete_templates i ON i.template_seq = t.event_seq WHERE t.coordinate = ?",
         (coordinate,),
     ).fetchone()
@@ -134,6 +135,7 @@ def template(conn: apsw.Connection, coordinate: str) -> dict[str, Any] | None:
         content,
         created,
         missing,
+        unreadable,
     ) = row
     references = _references(conn, "template_exercises", "template_seq", seq)
     return {
@@ -151,6 +153,7 @@ def template(conn: apsw.Connection, coordinate: str) -> dict[str, Any] | None:
         "content": content,
         "created_at": created,
         "missing": loads(missing) if missing else [],
+        "unreadable": [{"tag": tag, "warning": warning} for tag, warning in loads(unreadable)],
         "references": references,
     }
 
@@ -173,7 +176,8 @@ def records(
     for row in conn.execute(
         'SELECT r.event_seq, r.event_id, r.pubkey, r.kind, r.title, r.type, r.start, r."end",'  # noqa: S608
         " r.completed, r.rounds_completed, r.interval, r.template_coordinate, r.prs, r.hashtags,"
-        f" r.content, r.created_at, i.missing_exercises FROM workout_records r"
+        " r.content, r.created_at, i.missing_exercises, r.activity, r.metrics, r.unreadable"
+        f" FROM workout_records r"
         f" LEFT JOIN incomplete_templates i ON i.template_seq = r.event_seq {where}"
         " ORDER BY coalesce(r.start, r.created_at) DESC, r.event_id LIMIT ?",
         (*args, limit),
@@ -196,6 +200,9 @@ def records(
             content,
             created,
             missing,
+            activity,
+            metrics,
+            unreadable,
         ) = row
         sets = _references(conn, "record_sets", "record_seq", seq)
         result.append(
@@ -216,6 +223,11 @@ def records(
                 "content": content,
                 "created_at": created,
                 "missing": loads(missing) if missing else [],
+                "activity": activity,
+                "metrics": loads(metrics),
+                "unreadable": [
+                    {"tag": tag, "warning": warning} for tag, warning in loads(unreadable)
+                ],
                 "sets": sets,
             }
         )

@@ -12,15 +12,23 @@ from collections.abc import Iterable
 
 import apsw
 
+from powrd.protocol.coordinates import split_coordinate
 from powrd.protocol.event import Event, dumps
+from powrd.store import lists
 from powrd.store.resolution import (
     enqueue_fetch,
     is_present,
     reresolve_dependents,
     resolve,
-    split_coordinate,
 )
-from powrd.store.rows import ExerciseRow, Processed, RecordRow, Reference, TemplateRow
+from powrd.store.rows import (
+    CollectionRow,
+    ExerciseRow,
+    Processed,
+    RecordRow,
+    Reference,
+    TemplateRow,
+)
 
 __all__ = [
     "MEDIA_UPSERT",
@@ -36,9 +44,9 @@ __all__ = [
 
 MEDIA_UPSERT = (
     "INSERT INTO exercise_media (exercise_coordinate, url, media_type, sha256, dim, alt,"
-    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (exercise_coordinate, url)"
+    " created_at, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (exercise_coordinate, url)"
     " DO UPDATE SET media_type = excluded.media_type, sha256 = excluded.sha256,"
-    " dim = excluded.dim, alt = excluded.alt"
+    " dim = excluded.dim, alt = excluded.alt, extra = excluded.extra"
 )
 
 
@@ -58,7 +66,7 @@ def _write_exercise(conn: apsw.Connection, seq: int, event: Event, row: Exercise
         conn.execute(
             MEDIA_UPSERT,
             (coordinate, media.url, media.mime_type, media.sha256, media.dim, media.alt,
-             event.created_at),
+             event.created_at, dumps(dict(media.extra))),
         )
 
 
@@ -95,12 +103,12 @@ def _reference_rows(
 def _write_template(conn: apsw.Connection, seq: int, event: Event, row: TemplateRow) -> None:
     conn.execute(
         "INSERT INTO templates (event_seq, coordinate, pubkey, title, type, rounds, duration,"
-        " interval, rest_between_rounds, hashtags, content, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " interval, rest_between_rounds, hashtags, content, created_at, unreadable)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             seq, event.coordinate, event.pubkey, row.title, row.type, row.rounds, row.duration,
             row.interval, row.rest_between_rounds, dumps(list(row.hashtags)), event.content,
-            event.created_at,
+            event.created_at, dumps(row.unreadable),
         ),
     )
     conn.executemany(
@@ -115,14 +123,15 @@ def _write_record(conn: apsw.Connection, seq: int, event: Event, row: RecordRow)
     conn.execute(
         "INSERT INTO workout_records (event_seq, event_id, pubkey, kind, title, type, start,"
         ' "end", completed, rounds_completed, interval, template_coordinate, template_relay,'
-        " prs, hashtags, content, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " prs, hashtags, content, created_at, activity, metrics, unreadable)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             seq, event.id, event.pubkey, event.kind, row.title, row.type, row.start, row.end,
             None if row.completed is None else int(row.completed), row.rounds_completed,
             row.interval, template.coordinate if template else None,
             template.relay_hint if template else None, dumps(list(row.prs)),
-            dumps(list(row.hashtags)), event.content, event.created_at,
+            dumps(list(row.hashtags)), event.content, event.created_at, row.activity,
+            dumps(row.metrics), dumps(row.unreadable),
         ),
     )
     conn.executemany(
@@ -153,6 +162,8 @@ def write(  # noqa: PLR0917 - rebuild passes the sets positionally
         _write_template(conn, seq, event, row)
     elif isinstance(row, RecordRow):
         _write_record(conn, seq, event, row)
+    elif isinstance(row, CollectionRow):
+        lists.write(conn, seq, event, row, coordinate_ids(conn, row.members))
     if processed.dependencies:
         ids = coordinate_ids(conn, processed.dependencies)
         conn.executemany(
@@ -171,7 +182,7 @@ def remove(conn: apsw.Connection, seq: int) -> None:
         r[0]
         for r in conn.execute("SELECT coordinate FROM dependencies WHERE dependent_seq = ?", (seq,))
     ]
-    for table in ("exercise_definitions", "templates", "workout_records"):
+    for table in ("exercise_definitions", "templates", "workout_records", "collections"):
         conn.execute(f"DELETE FROM {table} WHERE event_seq = ?", (seq,))  # noqa: S608 - fixed names
     conn.execute("DELETE FROM dependency_refs WHERE dependent_seq = ?", (seq,))
     conn.execute("DELETE FROM incomplete_templates WHERE template_seq = ?", (seq,))

@@ -17,6 +17,8 @@ PROCESSED_TABLES = (
     "template_exercises",
     "workout_records",
     "record_sets",
+    "collections",
+    "collection_members",
     "dependency_refs",
     "incomplete_templates",
     "processing_warnings",

@@ -24,6 +24,7 @@ _PROCESSED = (
     ("exercise_definitions", "event_seq"),
     ("templates", "event_seq"),
     ("workout_records", "event_seq"),
+    ("collections", "event_seq"),
     ("dependency_refs", "dependent_seq"),
     ("incomplete_templates", "template_seq"),
     ("processing_warnings", "event_seq"),

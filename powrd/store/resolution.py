@@ -17,6 +17,7 @@ from typing import Any
 
 import apsw
 
+from powrd.protocol.coordinates import split_coordinate
 from powrd.protocol.event import dumps, loads
 from powrd.store.batch import BatchResult, content_label
 from powrd.store.rows import Reference
@@ -48,14 +49,6 @@ def _missing_references_sql(selector: str) -> str:
 
 _MISSING_OF_ONE = _missing_references_sql("r.dependent_seq = ?")
 _MISSING_OF_LISTED = _missing_references_sql("r.dependent_seq IN (SELECT value FROM json_each(?))")
-
-
-def split_coordinate(coordinate: str) -> tuple[int, str, str] | None:
-    """(kind, pubkey, d) of a coordinate, or None when it is not ``<digits>:…:…``."""
-    parts = coordinate.split(":", 2)
-    if len(parts) != 3 or not parts[0].isdigit():
-        return None
-    return int(parts[0]), parts[1], parts[2]
 
 
 def is_present(conn: apsw.Connection, coordinate: str) -> bool:

@@ -8,6 +8,9 @@ tags are three sets.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+from powrd.protocol.coordinates import parse_coordinate
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,17 +28,23 @@ class Reference:
     relay_hint: str | None = None
     params: tuple[str, ...] = ()
 
+    def _parts(self) -> tuple[int, str, str]:
+        parsed = parse_coordinate(self.coordinate)
+        if parsed is None:
+            raise ValueError(f"reference coordinate {self.coordinate!r} is not normalized")
+        return parsed.kind, parsed.pubkey, parsed.d
+
     @property
     def kind(self) -> int:
-        return int(self.coordinate.split(":", 1)[0])
+        return self._parts()[0]
 
     @property
     def pubkey(self) -> str:
-        return self.coordinate.split(":", 2)[1]
+        return self._parts()[1]
 
     @property
     def d(self) -> str:
-        return self.coordinate.split(":", 2)[2]
+        return self._parts()[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +56,12 @@ class MediaRef:
     sha256: str | None = None
     dim: str | None = None
     alt: str | None = None
+    extra: tuple[tuple[str, str], ...] = ()
+    """Keys powrd does not use (``blurhash``, ``duration``, …), as (key, value) pairs."""
+
+
+Unreadable = tuple[tuple[str, ...], str]
+"""A reference tag that could not be read, as given, and the warning saying why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +85,7 @@ class TemplateRow:
     interval: int | None = None
     rest_between_rounds: int | None = None
     hashtags: tuple[str, ...] = ()
+    unreadable: tuple[Unreadable, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +96,24 @@ class RecordRow:
     start: int | None = None
     end: int | None = None
     completed: bool | None = None
-    rounds_completed: int | None = None
-    interval: int | None = None
+    rounds_completed: int | float | None = None
+    interval: int | float | None = None
     template: Reference | None = None
     prs: tuple[str, ...] = ()
     hashtags: tuple[str, ...] = ()
+    activity: str | None = None
+    """A cardio record's activity (``running``); None for sets of exercises."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """A cardio record's measurements (``distance_m``, ``duration_s``, ``splits``, …)."""
+    unreadable: tuple[Unreadable, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionRow:
+    """A POWR list (NIP-51 kind 30003): saved exercises, templates or followed lists."""
+
+    title: str
+    members: tuple[Reference, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +128,7 @@ class Processed:
             complete (template exercises; record exercises and template).
     """
 
-    row: ExerciseRow | TemplateRow | RecordRow | None = None
+    row: ExerciseRow | TemplateRow | RecordRow | CollectionRow | None = None
     warnings: tuple[str, ...] = ()
     dependencies: tuple[Reference, ...] = field(default=())
 

@@ -246,6 +246,32 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE exercise_media ADD COLUMN settled_for TEXT;
     CREATE INDEX exercise_media_due ON exercise_media (state, next_attempt);
     """,
+    # 3: what the apps' dialects carry (run `powrd reindex` to fill it for older events).
+    """
+    ALTER TABLE exercise_media ADD COLUMN extra TEXT NOT NULL DEFAULT '{}'; -- other imeta keys
+    ALTER TABLE templates ADD COLUMN unreadable TEXT NOT NULL DEFAULT '[]'; -- [[tag], warning]
+    ALTER TABLE workout_records ADD COLUMN activity TEXT;                  -- cardio only
+    ALTER TABLE workout_records ADD COLUMN metrics TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE workout_records ADD COLUMN unreadable TEXT NOT NULL DEFAULT '[]';
+
+    -- POWR lists (NIP-51 kind 30003): saved exercises and templates, followed lists.
+    CREATE TABLE collections (
+        event_seq  INTEGER PRIMARY KEY REFERENCES nostr_events (seq) ON DELETE CASCADE,
+        coordinate TEXT    NOT NULL UNIQUE,
+        pubkey     TEXT    NOT NULL,
+        d_tag      TEXT    NOT NULL,
+        title      TEXT    NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX collections_author ON collections (pubkey, d_tag);
+    CREATE TABLE collection_members (
+        collection_seq INTEGER NOT NULL REFERENCES collections (event_seq) ON DELETE CASCADE,
+        position       INTEGER NOT NULL,
+        coordinate_id  INTEGER NOT NULL REFERENCES coordinates (id),
+        relay_hint     TEXT,
+        PRIMARY KEY (collection_seq, position)
+    ) WITHOUT ROWID;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -296,7 +296,8 @@ def test_priority_and_content_type_helpers() -> None:
     assert priority_for(pubkey_of(BOB), OWN, referenced_by_own=True) == PRIORITY_OWN
     assert content_type_of(LEGS) == "template"
     assert content_type_of(SQUAT) == "exercise"
-    assert content_type_of("33403:a:b") == "record"
+    assert content_type_of(f"33403:{'a' * 64}:b") == "record"
+    assert content_type_of(f"30003:{'a' * 64}:powr-x") == "collection"
     assert content_type_of("ab" * 32) == "event"
 
 

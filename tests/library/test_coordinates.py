@@ -55,6 +55,32 @@ def test_short_form_needs_a_default_pubkey() -> None:
     assert str(coordinate) == f"33401:{AUTHOR}:bb0f1d1a"
 
 
+@pytest.mark.parametrize(
+    ("text", "d"),
+    [
+        ("33401::d", "d"),  # an empty pubkey (POWR when the pubkey is unknown)
+        ("33402::tpl-rn-2", "tpl-rn-2"),
+        ("33401:local:m5x2k1q-abc123def45", "local:m5x2k1q-abc123def45"),  # POWR app ids
+        ("33401:abc:def", "abc:def"),
+        ("33401::a:b", "a:b"),
+        ("33401:\u00e9t\u00e9:x", "\u00e9t\u00e9:x"),
+    ],
+)
+def test_short_forms_mean_the_author(text: str, d: str) -> None:
+    coordinate = parse_coordinate(text, AUTHOR)
+    assert coordinate == Coordinate(int(text.split(":", maxsplit=1)[0]), AUTHOR, d)
+    assert coordinate is not None and coordinate.pubkey_assumed
+    assert parse_coordinate(text) is None
+
+
+@given(st.sampled_from([33401, 33402, 30003]), st.text(min_size=1))
+def test_short_form_round_trips_any_d(kind: int, d: str) -> None:
+    coordinate = parse_coordinate(f"{kind}::{d}", AUTHOR)
+    assert coordinate == Coordinate(kind, AUTHOR, d)
+    assert str(coordinate) == f"{kind}:{AUTHOR}:{d}"
+    assert parse_coordinate(str(coordinate)) == coordinate
+
+
 def test_pubkey_assumed_is_not_part_of_identity() -> None:
     assert Coordinate(1, AUTHOR, "x", pubkey_assumed=True) == Coordinate(1, AUTHOR, "x")
 
@@ -75,12 +101,11 @@ def test_pubkey_assumed_is_not_part_of_identity() -> None:
         "33401:" + OTHER.upper() + ":d",
         "33401:" + OTHER[:-1] + ":d",
         "33401:" + OTHER + "0:d",
-        "33401::d",
         "33401:npub1abc:d",
+        "33401::",
         "33401:",
         "33401:" + OTHER,  # a pubkey without its d
         "33401:" + OTHER.upper(),
-        "33401:abc:def",  # the short form's d cannot hold ':'
     ],
 )
 def test_not_coordinates(text: str) -> None:

@@ -95,12 +95,12 @@ def test_unknown_vocabulary_is_kept_with_a_warning() -> None:
 
 
 def test_extra_non_spec_tags_warn_once_each() -> None:
-    tags = [*SPEC_TAGS, ["type", "strength"], ["category", "Legs"], ["category", "x"]]
+    tags = [*SPEC_TAGS, ["muscle", "quads"], ["level", "Legs"], ["level", "x"]]
     processed = parse_exercise(exercise([*tags, ["client", "POWR"], ["alt", "an exercise"]]))
     assert processed.row is not None
     assert processed.warnings == (
-        "tag 'type' is not part of NIP-101e exercises; ignored",
-        "tag 'category' is not part of NIP-101e exercises; ignored",
+        "tag 'muscle' is not part of NIP-101e exercises; ignored",
+        "tag 'level' is not part of NIP-101e exercises; ignored",
     )
 
 
@@ -136,7 +136,47 @@ def test_imeta() -> None:
             sha256=SHA,
             dim="1920x1080",
             alt="Someone squatting, side view",
+            extra=(("fallback", "https://mirror.example.com/squat.mp4"),),
         ),
+    )
+
+
+def test_imeta_in_one_string() -> None:
+    imeta = [
+        "imeta",
+        "url https://example.com/squat.mp4 m video/mp4 duration 45 purpose demonstration"
+        " alt Someone squatting dim 1280x720",
+    ]
+    processed = parse_exercise(exercise([*SPEC_TAGS, imeta]))
+    assert processed.warnings == ()
+    assert processed.row is not None
+    assert processed.row.media == (
+        MediaRef(
+            url="https://example.com/squat.mp4",
+            mime_type="video/mp4",
+            dim="1280x720",
+            alt="Someone squatting",
+            extra=(("duration", "45"), ("purpose", "demonstration")),
+        ),
+    )
+
+
+def test_url_never_holds_spaces() -> None:
+    processed = parse_exercise(exercise([*SPEC_TAGS, ["imeta", "url https://e.com/a b c"]]))
+    assert processed.row is not None
+    assert [media.url for media in processed.row.media] == ["https://e.com/a"]
+
+
+def test_format_units_as_pairs() -> None:
+    tags = [
+        ["d", "x"], ["title", "Squat"], ["format", "weight", "reps"],
+        ["format_units", "weight", "kg", "reps", "count"], ["equipment", "barbell"],
+    ]
+    processed = parse_exercise(exercise(tags))
+    assert processed.row is not None
+    assert processed.row.format_units == ("kg", "count")
+    assert processed.warnings == (
+        "tag format_units holds (name, unit) pairs; read the units from them",
     )
 
 

@@ -142,7 +142,47 @@ def test_pr_values_are_kept_raw() -> None:
 
 
 def test_extra_tags_warn() -> None:
-    processed = parse_record(record([*BASE, ["exercise", SQUAT], ["duration", "3600"]]))
+    processed = parse_record(record([*BASE, ["exercise", SQUAT], ["laps", "3600"]]))
     assert processed.warnings == (
-        "tag 'duration' is not part of NIP-101e workout records; ignored",
+        "tag 'laps' is not part of NIP-101e workout records; ignored",
     )
+
+
+def test_a_duration_on_sets_is_a_metric_not_an_activity() -> None:
+    processed = parse_record(record([*BASE, ["exercise", SQUAT], ["duration", "01:00:00"]]))
+    assert processed.warnings == ()
+    assert isinstance(processed.row, RecordRow)
+    assert processed.row.activity is None
+    assert processed.row.metrics == {"duration_s": 3600}
+    assert len(processed.row.sets) == 1
+
+
+@pytest.mark.parametrize(
+    ("given", "stored", "warning"),
+    [
+        ("1736950800", 1736950800, None),
+        ("1736950800123", 1736950800, "tag start 1736950800123 has 13 digits: read as milliseconds"),
+        ("-123456789012", -123456789012, "not a time between 1970 and 9999; kept as given"),
+        ("9223372036854775807", 9223372036854775807, "not a time between 1970 and 9999"),
+        ("99999999999999", 99999999999999, "not a time between 1970 and 9999"),
+        ("9223372036854775808", None, "is too large"),
+        ("1.5", None, "is not an integer"),
+    ],
+)
+def test_start_times(given: str, stored: int | None, warning: str | None) -> None:
+    tags = [t for t in BASE if t[0] != "start"]
+    processed = parse_record(record([*tags, ["start", given], ["exercise", SQUAT]]))
+    assert isinstance(processed.row, RecordRow)
+    assert processed.row.start == stored
+    start_warnings = [w for w in processed.warnings if w.startswith("tag start")]
+    assert len(start_warnings) == (warning is not None)
+    if warning:
+        assert warning in start_warnings[0]
+
+
+@pytest.mark.parametrize(("given", "read"), [("1.5", 1.5), ("3", 3), ("0.25", 0.25), ("-1", None),
+                                             ("1,5", None), ("", None)])
+def test_rounds_completed_decimals(given: str, read: float | None) -> None:
+    processed = parse_record(record([*BASE, ["exercise", SQUAT], ["rounds_completed", given]]))
+    assert isinstance(processed.row, RecordRow)
+    assert processed.row.rounds_completed == read

@@ -90,9 +90,10 @@ def test_unusable_references_are_skipped_and_not_dependencies() -> None:
 def test_relay_hint_that_is_not_a_relay() -> None:
     processed = parse_template(template([*BASE, ["exercise", SQUAT, "100", "5"]]))
     assert processed.row is not None
-    assert processed.row.exercises == (Reference(SQUAT, None, ("5",)),)
+    assert processed.row.exercises == (Reference(SQUAT, None, ("100", "5")),)
     assert processed.warnings == (
-        "tag exercise relay hint '100' is not a websocket URL; ignored",
+        "tag exercise has no relay slot (the element after the reference is not a websocket"
+        " URL); every element after the reference read as a parameter",
     )
 
 
@@ -159,12 +160,12 @@ def test_later_types_and_unknown_types() -> None:
 
 def test_extra_tags_and_set_numbers() -> None:
     # Later revisions append a set number; it is just another parameter here.
-    tags = [*BASE, ["exercise", SQUAT, "", "100", "5", "", "normal", "1"], ["category", "x"]]
+    tags = [*BASE, ["exercise", SQUAT, "", "100", "5", "", "normal", "1"], ["level", "x"]]
     processed = parse_template(template(tags))
     assert processed.row is not None
     assert processed.row.exercises[0].params == ("100", "5", "", "normal", "1")
     assert processed.warnings == (
-        "tag 'category' is not part of NIP-101e workout templates; ignored",
+        "tag 'level' is not part of NIP-101e workout templates; ignored",
     )
 
 
