@@ -127,10 +127,10 @@ def config_text(*, authors: Sequence[str], relays: Sequence[str], store: str, so
         "[sync]",
         "# Whose workout data to keep: npub1… or 64-character hex public keys.",
         f"authors = {_toml(list(authors))}",
-        "# Event kinds: 33401 exercises, 33402 workout templates, 1301 workout records",
-        "# (add 33403 for records under the legacy kind).",
+        "# Event kinds: 33401 exercises, 33402 workout templates, 1301 workout records,",
+        "# 30003 POWR lists (add 33403 for records under the legacy kind).",
         f"kinds = {_toml(kinds)}",
-        *_upcoming_public_kinds(kinds),
+        *_upcoming_public_kinds([33401, 33402]),
         "",
         "# Relays to sync with, one [[relays]] section each. read: fetch events from it;",
         "# write: publish your events to it.",
@@ -153,8 +153,8 @@ def _upcoming_public_kinds(kinds: list[int]) -> list[str]:
         UPCOMING_KEY in {f.name for f in dataclasses.fields(section)}
         for section in sections.values()
     )
-    note = ("# Kinds served to anyone, not only to the authors above."
-            if known else "# Upcoming, not read by this version of powrd: kinds served to anyone.")
+    note = ("# Kinds synced from every author: the public exercise and template library."
+            if known else "# Upcoming, not read by this version of powrd: kinds synced from every author.")
     return [note, f"# {UPCOMING_KEY} = {_toml(kinds)}"]
 
 
