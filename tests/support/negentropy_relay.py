@@ -25,11 +25,34 @@ from powrd.protocol.negentropy import NegentropyError, NegentropyServer, Storage
 
 
 class NegentropyTestRelay:
-    """Serve ``items`` to negentropy clients; counts the NEG-MSG frames it sent."""
+    """Serve ``items`` to negentropy clients; counts the NEG-MSG frames it sent.
 
-    def __init__(self, items: Iterable[tuple[int, bytes]], frame_size_limit: int = 0) -> None:
+    Args:
+        items: the relay's (created_at, id) items.
+        frame_size_limit: the responder's frame limit (0 or at least 4096).
+        refuse: answer every NEG-OPEN with ``NEG-ERR`` and this reason.
+        silent: never answer NEG-OPEN or NEG-MSG.
+        err_after: answer this many NEG-OPEN/NEG-MSG, then ``NEG-ERR`` the next one.
+        payload_after: answer this many properly, then send this hex as NEG-MSG.
+    """
+
+    def __init__(
+        self,
+        items: Iterable[tuple[int, bytes]],
+        frame_size_limit: int = 0,
+        *,
+        refuse: str | None = None,
+        silent: bool = False,
+        err_after: int | None = None,
+        payload_after: tuple[int, str] | None = None,
+    ) -> None:
         self._storage = StorageVector.seal(items)
         self._frame_size_limit = frame_size_limit
+        self._refuse = refuse
+        self._silent = silent
+        self._err_after = err_after
+        self._payload_after = payload_after
+        self.received: list[Any] = []
         self._server: Server | None = None
         self.url = ""
         self.messages_sent = 0
@@ -50,7 +73,9 @@ class NegentropyTestRelay:
         sessions: dict[str, NegentropyServer] = {}
         try:
             async for frame in websocket:
-                reply = self._answer(json.loads(frame), sessions)
+                message = json.loads(frame)
+                self.received.append(message)
+                reply = self._answer(message, sessions)
                 if reply is not None:
                     await websocket.send(json.dumps(reply))
         except ConnectionClosed:
@@ -66,6 +91,15 @@ class NegentropyTestRelay:
         if verb not in ("NEG-OPEN", "NEG-MSG"):
             return ["NOTICE", f"unsupported: {verb}"]
         sub_id = message[1]
+        if self._silent:
+            return None
+        if self._refuse is not None:
+            return ["NEG-ERR", sub_id, self._refuse]
+        if self._err_after is not None and self.messages_sent >= self._err_after:
+            return ["NEG-ERR", sub_id, "error: gave up"]
+        if self._payload_after is not None and self.messages_sent >= self._payload_after[0]:
+            self.messages_sent += 1
+            return ["NEG-MSG", sub_id, self._payload_after[1]]
         if verb == "NEG-OPEN":
             sessions[sub_id] = NegentropyServer(self._storage, self._frame_size_limit)
         session = sessions.get(sub_id)
