@@ -64,12 +64,17 @@ def items_sql(flt: Filter) -> tuple[str, list[Any]]:
     )
 
 
-def negentropy_items(conn: apsw.Connection, flt: Filter) -> list[Item]:
+def negentropy_items(conn: apsw.Connection, flt: Filter, *, limit: int | None = None) -> list[Item]:
     """(created_at, id as 32 bytes) of every current event matching ``flt``, unordered.
 
-    Hand the result to ``StorageVector.seal``, which sorts it.
+    Hand the result to ``StorageVector.seal``, which sorts it. With ``limit``, at most
+    that many (a responder asks for one more than it accepts, to refuse without
+    reading a huge set).
     """
     sql, args = items_sql(flt)
+    if limit is not None:
+        sql += " LIMIT ?"
+        args.append(limit)
     return cast("list[Item]", conn.execute(sql, args).fetchall())
 
 

@@ -102,3 +102,7 @@ def test_fresh_database_has_the_negentropy_index(store: apsw.Connection) -> None
     assert version == LATEST_VERSION
     names = {row[0] for row in store.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "nostr_events_negentropy" in names
+
+
+def test_a_responder_reads_at_most_limit_items(store: apsw.Connection) -> None:
+    assert len(negentropy_items(store, Filter(kinds=frozenset({1301})), limit=11)) == 11

@@ -1,10 +1,11 @@
 """A tiny test-only relay that answers NIP-77 negentropy with powrd's responder.
 
 It holds a fixed set of (created_at, id) items, ignores the filter a client sends,
-and answers ``NEG-OPEN``/``NEG-MSG`` with :class:`powrd.protocol.negentropy.NegentropyServer`
-(``NEG-ERR`` on malformed input), ``NEG-CLOSE`` by forgetting the subscription, and
-``REQ`` with an immediate ``EOSE``. It exists to prove that other clients (nostr-sdk)
-reconcile against powrd's server side; it listens on 127.0.0.1 only.
+and hands ``NEG-OPEN``/``NEG-MSG``/``NEG-CLOSE`` to
+:class:`powrd.protocol.negentropy_responder.NegentropyResponder` (one per
+connection); ``REQ`` gets an immediate ``EOSE``. It exists to prove that other
+clients (nostr-sdk) reconcile against powrd's server side, and can be scripted to
+misbehave for the sync driver's fallback tests. It listens on 127.0.0.1 only.
 
 Usage::
 
@@ -21,7 +22,13 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from powrd.protocol.negentropy import NegentropyError, NegentropyServer, StorageVector
+from powrd.protocol.negentropy_messages import (
+    NegClose,
+    NegMsg,
+    NegOpen,
+    parse_negentropy_client_message,
+)
+from powrd.protocol.negentropy_responder import DEFAULT_MAX_RECORDS, NegentropyResponder
 
 
 class NegentropyTestRelay:
@@ -30,10 +37,16 @@ class NegentropyTestRelay:
     Args:
         items: the relay's (created_at, id) items.
         frame_size_limit: the responder's frame limit (0 or at least 4096).
-        refuse: answer every NEG-OPEN with ``NEG-ERR`` and this reason.
+        refuse: answer every NEG-OPEN and NEG-MSG with ``NEG-ERR`` and this reason.
         silent: never answer NEG-OPEN or NEG-MSG.
         err_after: answer this many NEG-OPEN/NEG-MSG, then ``NEG-ERR`` the next one.
         payload_after: answer this many properly, then send this hex as NEG-MSG.
+        max_records: the responder's limit (NEG-ERR "blocked: too many records").
+
+    Attributes:
+        received: every client frame, parsed as JSON, in arrival order.
+        messages_sent: NEG-MSG frames sent.
+        errors: reasons of the NEG-ERR frames sent.
     """
 
     def __init__(
@@ -45,16 +58,18 @@ class NegentropyTestRelay:
         silent: bool = False,
         err_after: int | None = None,
         payload_after: tuple[int, str] | None = None,
+        max_records: int = DEFAULT_MAX_RECORDS,
     ) -> None:
-        self._storage = StorageVector.seal(items)
+        self._items = list(items)
         self._frame_size_limit = frame_size_limit
         self._refuse = refuse
         self._silent = silent
         self._err_after = err_after
         self._payload_after = payload_after
-        self.received: list[Any] = []
+        self._max_records = max_records
         self._server: Server | None = None
         self.url = ""
+        self.received: list[Any] = []
         self.messages_sent = 0
         self.errors: list[str] = []
 
@@ -70,46 +85,52 @@ class NegentropyTestRelay:
             await self._server.wait_closed()
 
     async def _serve(self, websocket: ServerConnection) -> None:
-        sessions: dict[str, NegentropyServer] = {}
+        responder = NegentropyResponder(
+            max_records=self._max_records, frame_size_limit=self._frame_size_limit
+        )
         try:
             async for frame in websocket:
                 message = json.loads(frame)
                 self.received.append(message)
-                reply = self._answer(message, sessions)
+                reply = self._answer(frame, message, responder)
                 if reply is not None:
-                    await websocket.send(json.dumps(reply))
+                    await websocket.send(reply)
         except ConnectionClosed:
             pass
 
-    def _answer(self, message: list[Any], sessions: dict[str, NegentropyServer]) -> Any:
+    def _answer(
+        self, frame: str | bytes, message: list[Any], responder: NegentropyResponder
+    ) -> str | None:
         verb = message[0]
         if verb == "REQ":
-            return ["EOSE", message[1]]
-        if verb == "NEG-CLOSE":
-            sessions.pop(message[1], None)
+            return json.dumps(["EOSE", message[1]])
+        parsed = parse_negentropy_client_message(frame)
+        if parsed is None:
+            return json.dumps(["NOTICE", f"unsupported: {verb}"])
+        if isinstance(parsed, NegClose):
+            responder.close(parsed)
             return None
-        if verb not in ("NEG-OPEN", "NEG-MSG"):
-            return ["NOTICE", f"unsupported: {verb}"]
-        sub_id = message[1]
-        if self._silent:
-            return None
+        scripted = self._scripted(parsed)
+        if scripted is not None or self._silent:
+            return scripted
+        if isinstance(parsed, NegOpen):
+            reply = responder.open(parsed, self._items)
+        else:
+            reply = responder.message(parsed)
+        answer = json.loads(reply)
+        if answer[0] == "NEG-ERR":
+            self.errors.append(answer[2])
+        else:
+            self.messages_sent += 1
+        return reply
+
+    def _scripted(self, parsed: NegOpen | NegMsg) -> str | None:
+        sub_id = parsed.subscription_id
         if self._refuse is not None:
-            return ["NEG-ERR", sub_id, self._refuse]
+            return json.dumps(["NEG-ERR", sub_id, self._refuse])
         if self._err_after is not None and self.messages_sent >= self._err_after:
-            return ["NEG-ERR", sub_id, "error: gave up"]
+            return json.dumps(["NEG-ERR", sub_id, "error: gave up"])
         if self._payload_after is not None and self.messages_sent >= self._payload_after[0]:
             self.messages_sent += 1
-            return ["NEG-MSG", sub_id, self._payload_after[1]]
-        if verb == "NEG-OPEN":
-            sessions[sub_id] = NegentropyServer(self._storage, self._frame_size_limit)
-        session = sessions.get(sub_id)
-        if session is None:
-            return ["NEG-ERR", sub_id, "closed: no such negentropy subscription"]
-        try:
-            answer = session.reconcile(bytes.fromhex(message[-1]))
-        except (NegentropyError, ValueError) as error:
-            self.errors.append(str(error))
-            sessions.pop(sub_id, None)
-            return ["NEG-ERR", sub_id, f"error: {error}"]
-        self.messages_sent += 1
-        return ["NEG-MSG", sub_id, answer.hex()]
+            return json.dumps(["NEG-MSG", sub_id, self._payload_after[1]])
+        return None
