@@ -157,6 +157,14 @@ def test_arbitrary_bytes_never_crash_the_server(message: bytes) -> None:
         server.reconcile(message)
 
 
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_never_crash_the_client(message: bytes) -> None:
+    client = NegentropyClient(StorageVector.seal([(n, bytes([n]) * 32) for n in range(40)]))
+    client.initiate()
+    with contextlib.suppress(NegentropyError):
+        client.reconcile(b"\x61" + message)
+
+
 def test_storage_refuses_bad_items() -> None:
     with pytest.raises(NegentropyError, match="32 bytes"):
         StorageVector.seal([(1, b"short")])
