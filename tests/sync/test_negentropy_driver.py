@@ -1,6 +1,6 @@
 """The negentropy sync driver against real relays, through a thin websocket adapter.
 
-The adapter stands in for the relay connection's owner: it sends frames and routes
+The adapter (:mod:`tests.support.negentropy_channel`) stands in for the relay connection's owner: it sends frames and routes
 NEG-MSG/NEG-ERR and NOTICEs to the driver. Relays: nostr-sdk's ``LocalRelay`` (a
 working NIP-77 relay), the fault relay (does not know NEG-OPEN and says so with a
 NOTICE), and the test-only negentropy relay scripted to stay silent, refuse, or
@@ -13,52 +13,25 @@ import itertools
 import json
 import random
 from collections.abc import AsyncIterator
-from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
 from powrd.protocol.filters import Filter
-from powrd.protocol.messages import MalformedFrame, NoticeMessage, parse_relay_message
 from powrd.protocol.negentropy import StorageVector
 from powrd.protocol.negentropy_messages import (
     NegErr,
     NegMsg,
-    parse_negentropy_relay_message,
 )
 from powrd.sync.negentropy import Reply, Verdict, reconcile_with_relay
 from tests.support.events import keys_for, make_event
 from tests.support.faultrelay import FaultRelay
+from tests.support.negentropy_channel import WebsocketChannel
 from tests.support.negentropy_relay import NegentropyTestRelay
 from tests.support.relays import LocalRelayHandle
 
 KIND = 1301
 FILTER = Filter(kinds=frozenset({KIND}))
 BASE = 1_700_000_000
-
-
-class WebsocketChannel:
-    """The smallest owner a driver needs: one websocket, frames routed by type."""
-
-    def __init__(self, websocket: ClientConnection) -> None:
-        self._websocket = websocket
-        self.sent: list[Any] = []
-
-    async def send(self, frame: str) -> None:
-        self.sent.append(json.loads(frame))
-        await self._websocket.send(frame)
-
-    async def replies(self) -> AsyncIterator[Reply]:
-        async for frame in self._websocket:
-            negentropy = parse_negentropy_relay_message(frame)
-            if negentropy is not None:
-                yield negentropy
-                continue
-            try:
-                message = parse_relay_message(frame)
-            except MalformedFrame:
-                continue
-            if isinstance(message, NoticeMessage):
-                yield message
 
 
 def items_of(events: list[str]) -> list[tuple[int, bytes]]:

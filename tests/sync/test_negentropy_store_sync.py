@@ -28,8 +28,8 @@ from powrd.store.database import open_writer_connection
 from powrd.store.negentropy_items import negentropy_items
 from powrd.sync.negentropy import Verdict, reconcile_with_relay
 from tests.support.events import keys_for, make_event, pubkey_of
+from tests.support.negentropy_channel import WebsocketChannel
 from tests.support.relays import LocalRelayHandle
-from tests.sync.test_negentropy_driver import WebsocketChannel
 
 KIND = 1301
 BASE = 1_700_000_000
