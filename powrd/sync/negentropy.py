@@ -34,6 +34,9 @@ from powrd.protocol.negentropy import NegentropyClient, NegentropyError, Storage
 from powrd.protocol.negentropy_messages import NegClose, NegErr, NegMsg, NegOpen
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
+# Negentropy bytes per message we send: hex doubles it, so a NEG-MSG frame stays under
+# 128 KiB, the websocket message cap of common relays (nostr-rs-relay's default).
+DEFAULT_FRAME_SIZE_LIMIT = 60_000
 # A relay could keep a reconciliation going forever; real ones finish in a handful.
 DEFAULT_MAX_ROUNDS = 1000
 
@@ -92,7 +95,7 @@ async def reconcile_with_relay(
     sub_id: str,
     *,
     answer_timeout: float = DEFAULT_TIMEOUT_SECONDS,
-    frame_size_limit: int = 0,
+    frame_size_limit: int = DEFAULT_FRAME_SIZE_LIMIT,
     max_rounds: int = DEFAULT_MAX_ROUNDS,
     clock: Callable[[], float] = time.monotonic,
 ) -> ReconcileResult:
@@ -104,7 +107,8 @@ async def reconcile_with_relay(
         flt: the filter sent in NEG-OPEN; the relay reconciles its events matching it.
         sub_id: a subscription id not otherwise in use on the connection.
         answer_timeout: seconds to wait for each relay answer (per answer, not in total).
-        frame_size_limit: 0, or the largest negentropy message to send (>= 4096).
+        frame_size_limit: 0 (none), or the largest negentropy message to send
+            (>= 4096 bytes; sent as twice as many hex characters).
         max_rounds: answers after which the reconciliation counts as FAILED.
         clock: monotonic seconds, for ``seconds`` in the result.
     """
