@@ -169,3 +169,57 @@ async def reconcile_with_relay(
 
 async def _close(channel: NegentropyChannel, sub_id: str) -> None:
     await channel.send(NegClose(sub_id).to_frame())
+
+
+MAX_IDS_PER_REQ = 500
+VERDICT_MEMORY_SECONDS = 24 * 3600
+
+
+def need_filters(need: list[str], batch: int = MAX_IDS_PER_REQ) -> list[Filter]:
+    """``REQ {ids}`` filters fetching ``need``, at most ``batch`` ids each, in order."""
+    return [Filter(ids=frozenset(need[i : i + batch])) for i in range(0, len(need), batch)]
+
+
+class NegentropySupport:
+    """What each relay answered to negentropy lately: supported, unsupported or unknown.
+
+    An UNSUPPORTED verdict is remembered for ``memory_seconds`` (24 h), so a relay that
+    refuses is not asked on every backfill; a RECONCILED one marks it supported. A
+    FAILED reconciliation changes nothing: it says little about the relay.
+
+    Args:
+        clock: monotonic seconds.
+        memory_seconds: how long a verdict counts.
+        max_relays: relays remembered at most; the oldest verdict is forgotten first.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        memory_seconds: float = VERDICT_MEMORY_SECONDS,
+        max_relays: int = 10_000,
+    ) -> None:
+        self._clock = clock
+        self._memory_seconds = memory_seconds
+        self._max_relays = max_relays
+        self._verdicts: dict[str, tuple[Verdict, float]] = {}
+
+    def record(self, relay: str, verdict: Verdict) -> None:
+        if verdict is Verdict.FAILED:
+            return
+        self._verdicts.pop(relay, None)
+        self._verdicts[relay] = (verdict, self._clock())
+        while len(self._verdicts) > self._max_relays:
+            del self._verdicts[next(iter(self._verdicts))]
+
+    def status(self, relay: str) -> str:
+        """``supported``, ``unsupported`` or ``unknown`` (never asked, or long ago)."""
+        entry = self._verdicts.get(relay)
+        if entry is None or self._clock() - entry[1] >= self._memory_seconds:
+            return "unknown"
+        return "supported" if entry[0] is Verdict.RECONCILED else "unsupported"
+
+    def should_try(self, relay: str) -> bool:
+        """Whether to try NEG-OPEN before REQ paging (not while "unsupported")."""
+        return self.status(relay) != "unsupported"

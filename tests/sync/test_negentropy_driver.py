@@ -22,7 +22,13 @@ from powrd.protocol.negentropy_messages import (
     NegErr,
     NegMsg,
 )
-from powrd.sync.negentropy import Reply, Verdict, reconcile_with_relay
+from powrd.sync.negentropy import (
+    NegentropySupport,
+    Reply,
+    Verdict,
+    need_filters,
+    reconcile_with_relay,
+)
 from tests.support.events import keys_for, make_event
 from tests.support.faultrelay import FaultRelay
 from tests.support.negentropy_channel import WebsocketChannel
@@ -179,3 +185,28 @@ async def test_max_rounds_bounds_a_relay_that_never_finishes() -> None:
         )
     assert (result.verdict, result.rounds) == (Verdict.FAILED, 2)
     assert "did not finish in 2 rounds" in result.reason
+
+
+def test_need_filters_batch_ids() -> None:
+    need = [f"{n:064x}" for n in range(1201)]
+    filters = need_filters(need)
+    assert [len(f.ids or ()) for f in filters] == [500, 500, 201]
+    assert set().union(*(f.ids or () for f in filters)) == set(need)
+    assert need_filters([]) == []
+
+
+def test_support_verdicts_are_remembered_for_a_day() -> None:
+    now = [0.0]
+    support = NegentropySupport(lambda: now[0], max_relays=2)
+    assert support.status("wss://a") == "unknown" and support.should_try("wss://a")
+    support.record("wss://a", Verdict.UNSUPPORTED)
+    assert support.status("wss://a") == "unsupported" and not support.should_try("wss://a")
+    support.record("wss://b", Verdict.RECONCILED)
+    support.record("wss://b", Verdict.FAILED)  # says nothing about the relay
+    assert support.status("wss://b") == "supported"
+    now[0] = 24 * 3600
+    assert support.status("wss://a") == "unknown" and support.should_try("wss://a")
+    bounded = NegentropySupport(lambda: 0.0, max_relays=1)
+    bounded.record("wss://a", Verdict.UNSUPPORTED)
+    bounded.record("wss://c", Verdict.UNSUPPORTED)  # over the bound: the oldest goes
+    assert (bounded.status("wss://a"), bounded.status("wss://c")) == ("unknown", "unsupported")
