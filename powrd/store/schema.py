@@ -272,6 +272,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (collection_seq, position)
     ) WITHOUT ROWID;
     """,
+    # 4: negentropy reads (created_at, id) of a filter's current events from this index
+    # alone (the rowid in it serves tag filters), never the rows with their raw events.
+    """
+    CREATE INDEX nostr_events_negentropy
+        ON nostr_events (kind, pubkey, created_at, id) WHERE current = 1;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

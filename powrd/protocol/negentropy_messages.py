@@ -1,0 +1,152 @@
+"""NIP-77 frames: NEG-OPEN, NEG-MSG, NEG-CLOSE (client to relay), NEG-MSG, NEG-ERR back.
+
+Payloads travel as lowercase hex of a negentropy message
+(:mod:`powrd.protocol.negentropy`). Parsers return None for frames that are not
+NIP-77 at all, so a caller can try these first and fall back to the NIP-01 parser,
+and raise :class:`~powrd.protocol.messages.MalformedFrame` for NIP-77 frames that
+are malformed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from powrd.protocol.event import dumps, loads
+from powrd.protocol.filters import Filter, FilterError, parse_filter
+from powrd.protocol.messages import (
+    BAD_FILTER,
+    MAX_SUBSCRIPTION_ID_CHARS,
+    NOT_ARRAY,
+    NOT_JSON,
+    WRONG_ARITY,
+    WRONG_TYPE,
+    MalformedFrame,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NegMsg:
+    """``["NEG-MSG", <sub id>, <hex>]`` in either direction."""
+
+    subscription_id: str
+    payload: bytes
+
+    def to_frame(self) -> str:
+        return dumps(["NEG-MSG", self.subscription_id, self.payload.hex()])
+
+
+@dataclass(frozen=True, slots=True)
+class NegErr:
+    """``["NEG-ERR", <sub id>, <reason>]``: the relay refused or ended the reconciliation."""
+
+    subscription_id: str
+    reason: str
+
+    def to_frame(self) -> str:
+        return dumps(["NEG-ERR", self.subscription_id, self.reason])
+
+
+@dataclass(frozen=True, slots=True)
+class NegOpen:
+    """``["NEG-OPEN", <sub id>, <filter>, <hex>]``: a client starts a reconciliation."""
+
+    subscription_id: str
+    filter: Filter
+    payload: bytes
+
+    def to_frame(self) -> str:
+        return dumps(["NEG-OPEN", self.subscription_id, self.filter.to_json(), self.payload.hex()])
+
+
+@dataclass(frozen=True, slots=True)
+class NegClose:
+    """``["NEG-CLOSE", <sub id>]``: the client is done with the reconciliation."""
+
+    subscription_id: str
+
+    def to_frame(self) -> str:
+        return dumps(["NEG-CLOSE", self.subscription_id])
+
+
+def parse_negentropy_relay_message(frame: str | bytes) -> NegMsg | NegErr | None:
+    """A NIP-77 frame a relay sent, or None when the frame is of another type.
+
+    Raises:
+        MalformedFrame: a NEG-MSG or NEG-ERR that is not well formed.
+    """
+    items = _decode(frame)
+    if items is None or items[0] not in ("NEG-MSG", "NEG-ERR"):
+        return None
+    _arity(items, 3)
+    sub_id = _subscription_id(items)
+    if items[0] == "NEG-ERR":
+        return NegErr(sub_id, _string(items, 2))
+    return NegMsg(sub_id, _hex(items, 2))
+
+
+def parse_negentropy_client_message(frame: str | bytes) -> NegOpen | NegMsg | NegClose | None:
+    """A NIP-77 frame a client sent, or None when the frame is of another type.
+
+    Raises:
+        MalformedFrame: a NEG-OPEN, NEG-MSG or NEG-CLOSE that is not well formed.
+    """
+    items = _decode(frame)
+    if items is None or items[0] not in ("NEG-OPEN", "NEG-MSG", "NEG-CLOSE"):
+        return None
+    if items[0] == "NEG-CLOSE":
+        _arity(items, 2)
+        return NegClose(_subscription_id(items))
+    if items[0] == "NEG-MSG":
+        _arity(items, 3)
+        return NegMsg(_subscription_id(items), _hex(items, 2))
+    _arity(items, 4)
+    sub_id = _subscription_id(items)
+    if not isinstance(items[2], dict):
+        raise MalformedFrame(WRONG_TYPE, "NEG-OPEN element 2 is not a filter object")
+    try:
+        flt = parse_filter(items[2], where="NEG-OPEN filter")
+    except FilterError as error:
+        raise MalformedFrame(BAD_FILTER, str(error)) from None
+    return NegOpen(sub_id, flt, _hex(items, 3))
+
+
+def _decode(frame: str | bytes) -> list[Any] | None:
+    try:
+        value = loads(frame)
+    except (ValueError, RecursionError):
+        raise MalformedFrame(NOT_JSON) from None
+    if not isinstance(value, list):
+        raise MalformedFrame(NOT_ARRAY)
+    if not value or not isinstance(value[0], str):
+        return None
+    return value
+
+
+def _arity(items: list[Any], expected: int) -> None:
+    if len(items) != expected:
+        raise MalformedFrame(WRONG_ARITY, f"{items[0]} has {len(items)} elements, not {expected}")
+
+
+def _string(items: list[Any], index: int) -> str:
+    value = items[index]
+    if not isinstance(value, str):
+        raise MalformedFrame(WRONG_TYPE, f"{items[0]} element {index} is not a string")
+    return value
+
+
+def _subscription_id(items: list[Any]) -> str:
+    sub_id = _string(items, 1)
+    if not 0 < len(sub_id) <= MAX_SUBSCRIPTION_ID_CHARS:
+        raise MalformedFrame(WRONG_TYPE, f"{items[0]} subscription id is not 1 to 64 characters")
+    return sub_id
+
+
+def _hex(items: list[Any], index: int) -> bytes:
+    text = _string(items, index)
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise MalformedFrame(
+            WRONG_TYPE, f"{items[0]} element {index} is not hex ({len(text)} characters)"
+        ) from None

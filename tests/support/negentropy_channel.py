@@ -1,0 +1,43 @@
+"""The smallest relay-connection owner the negentropy sync driver needs, for tests.
+
+:class:`WebsocketChannel` wraps one client websocket: it sends the driver's frames
+and routes NEG-MSG/NEG-ERR and NOTICEs back to it, as the sync layer's connection
+owner will once the driver is wired in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+
+from powrd.protocol.messages import MalformedFrame, NoticeMessage, parse_relay_message
+from powrd.protocol.negentropy_messages import parse_negentropy_relay_message
+from powrd.sync.negentropy import Reply
+
+
+class WebsocketChannel:
+    """A negentropy channel over one websocket; ``sent`` keeps every frame it sent."""
+
+    def __init__(self, websocket: ClientConnection) -> None:
+        self._websocket = websocket
+        self.sent: list[Any] = []
+
+    async def send(self, frame: str) -> None:
+        self.sent.append(json.loads(frame))
+        await self._websocket.send(frame)
+
+    async def replies(self) -> AsyncIterator[Reply]:
+        async for frame in self._websocket:
+            negentropy = parse_negentropy_relay_message(frame)
+            if negentropy is not None:
+                yield negentropy
+                continue
+            try:
+                message = parse_relay_message(frame)
+            except MalformedFrame:
+                continue
+            if isinstance(message, NoticeMessage):
+                yield message
