@@ -195,6 +195,7 @@ class _Subscription:
     token: int
     live: bool = False
     held: list[tuple[int, str]] = field(default_factory=list)  # (seq, raw) while stored
+    seen_seq: int = -1  # the stored read saw every event up to here
 
 
 class ClientSession:
@@ -379,6 +380,7 @@ class ClientSession:
         self.counters["events_sent"] += len(frames) - 1
         subscription.held = []
         subscription.live = True
+        subscription.seen_seq = seen_seq
         return frames
 
     def live(self, event: Event, raw_event: str, seq: int) -> list[str]:
@@ -389,7 +391,8 @@ class ClientSession:
             if not any(f.matches(event) for f in subscription.filters):
                 continue
             if subscription.live:
-                frames.append(event_frame(sub_id, raw_event))
+                if seq > subscription.seen_seq:  # else its stored read already sent it
+                    frames.append(event_frame(sub_id, raw_event))
             elif len(subscription.held) < self.limits.max_held_live:
                 subscription.held.append((seq, raw_event))
             else:

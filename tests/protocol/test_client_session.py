@@ -60,6 +60,7 @@ def test_stored_then_eose_then_held_live_events_not_seen_by_the_read() -> None:
     other = parse_event(make_event(3, kind=1))
     assert session.live(other, dumps(other.to_dict()), seq=7) == []  # does not match
     assert len(session.live(fresh, "{}", seq=8)) == 1
+    assert session.live(seen, "{}", seq=5) == []  # the stored read saw it: not sent twice
 
 
 def test_reused_id_replaces_and_the_old_read_is_dropped() -> None:
