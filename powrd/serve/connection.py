@@ -14,6 +14,7 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 from websockets.asyncio.server import ServerConnection
@@ -22,7 +23,9 @@ from websockets.exceptions import ConnectionClosed
 from powrd.protocol.client_session import (
     ClientSession,
     CountStored,
+    Negentropy,
     NegentropyMessage,
+    Output,
     Publish,
     QueryStored,
     Send,
@@ -45,6 +48,20 @@ class Verdict:
     message: str
 
 
+class NegentropyResponder(Protocol):
+    """One connection's NIP-77 state (the hook for the negentropy reconciler).
+
+    ``handle`` gets each parsed ``NEG-OPEN``/``NEG-MSG``/``NEG-CLOSE`` of its connection,
+    in order, and returns the frames to send (build them with
+    :func:`~powrd.protocol.client_session.neg_msg_frame` and ``neg_err_frame``);
+    ``close`` is called once when the connection ends.
+    """
+
+    async def handle(self, message: NegentropyMessage) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
 class Backend:
     """What a connection needs from the daemon; every call is one store or pipeline step.
 
@@ -52,7 +69,8 @@ class Backend:
         read_stored: filters -> (raw events newest first, highest seq seen); blocking.
         count: filters -> number of matching events; blocking.
         publish: an event and its size -> the verdict, once committed.
-        negentropy: the NIP-77 responder (frames to send), or None when disabled.
+        negentropy: makes one :class:`NegentropyResponder` per connection that uses
+            NIP-77; None answers ``NEG-ERR "blocked: negentropy not enabled"``.
     """
 
     def __init__(
@@ -60,7 +78,7 @@ class Backend:
         read_stored: Callable[[tuple[Filter, ...]], tuple[list[str], int]],
         count: Callable[[tuple[Filter, ...]], int],
         publish: Callable[[Event, int], Awaitable[Verdict]],
-        negentropy: Callable[[NegentropyMessage], Awaitable[list[str]]] | None = None,
+        negentropy: Callable[[], NegentropyResponder] | None = None,
     ) -> None:
         self.read_stored = read_stored
         self.count = count
@@ -145,6 +163,7 @@ class ClientConnection:
         self.outgoing = Outgoing(max_queue_bytes)
         self.clock = clock
         self.cut_off = False
+        self._negentropy: NegentropyResponder | None = None
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._write(), name="local relay writer")
@@ -157,8 +176,10 @@ class ClientConnection:
         finally:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
+            if self._negentropy is not None:
+                self._negentropy.close()
 
-    async def _do(self, output: object) -> None:
+    async def _do(self, output: Output) -> None:
         match output:
             case Send():
                 await self.outgoing.put_all([output.frame])
@@ -173,11 +194,12 @@ class ClientConnection:
                 verdict = await self.backend.publish(output.event, output.size)
                 frame = self.session.published(output.event.id, verdict.accepted, verdict.message)
                 await self.outgoing.put_all([frame])
-            case _:
-                negentropy = self.backend.negentropy
-                message = getattr(output, "message", None)
-                if negentropy is not None and message is not None:
-                    await self.outgoing.put_all(await negentropy(message))
+            case Negentropy():
+                # The session hands NEG-* over only when the backend has a responder.
+                if self._negentropy is None and self.backend.negentropy is not None:
+                    self._negentropy = self.backend.negentropy()
+                if self._negentropy is not None:
+                    await self.outgoing.put_all(await self._negentropy.handle(output.message))
 
     def deliver(self, event: Event, raw: str, seq: int) -> None:
         """Queue a committed event for the subscriptions it matches; never waits."""

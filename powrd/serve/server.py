@@ -209,15 +209,21 @@ class LocalRelayServer:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while True:
-                rows = await asyncio.to_thread(self.committed_after, self._mark, FEED_CHUNK)
-                if not rows:
-                    break
-                self._mark = rows[-1][0]
-                if self._clients:
-                    self._dispatch(rows)
-                if len(rows) < FEED_CHUNK:
-                    break
+            try:
+                await self._catch_up()
+            except Exception as error:  # a failed read is retried at the next commit
+                log.error("local relay live feed read failed", reason=str(error))
+
+    async def _catch_up(self) -> None:
+        while True:
+            rows = await asyncio.to_thread(self.committed_after, self._mark, FEED_CHUNK)
+            if not rows:
+                return
+            self._mark = rows[-1][0]
+            if self._clients:
+                self._dispatch(rows)
+            if len(rows) < FEED_CHUNK:
+                return
 
     def _dispatch(self, rows: list[tuple[int, str]]) -> None:
         clients = list(self._clients)
