@@ -236,3 +236,21 @@ async def test_connections_beyond_the_limit_are_refused(tmp_path: Path) -> None:
         assert refused.value.response.status_code == 503
         for websocket in (first, second):
             assert await stored_events(websocket, "s", {"limit": 1}) == []
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback on this machine")
+async def test_ipv6_loopback_listen(tmp_path: Path) -> None:
+    config = write_config(tmp_path, extra='[local_relay]\nlisten = "[::1]:0"')
+    async with running_daemon(config) as daemon:
+        assert daemon.local_relay.url.startswith("ws://[::1]:")
+        async with app(daemon) as websocket:
+            assert await stored_events(websocket, "s", {"limit": 1}) == []
