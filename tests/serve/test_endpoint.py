@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from powrd.control.client import ControlClient
 from powrd.protocol.client_session import NegClose, NegentropyMessage, neg_msg_frame
 from powrd.protocol.event import loads
 from powrd.protocol.filters import parse_filter
@@ -50,11 +51,12 @@ FILTERS = [
 async def test_req_returns_what_events_query_returns_then_eose(tmp_path: Path, corpus_small: list[str]) -> None:
     async with running_daemon(write_config(tmp_path)) as daemon:
         await import_corpus(daemon, corpus_small)
-        async with app(daemon) as websocket:
+        async with app(daemon) as websocket, ControlClient(tmp_path / "powrd.sock") as control:
             for number, wire in enumerate(FILTERS):
                 served = await stored_events(websocket, f"q{number}", wire)
-                expected = queries.query_events(daemon.store.reader(), parse_filter(wire))
-                assert [e["id"] for e in served] == [loads(raw)["id"] for raw in expected], wire
+                answer = await control.call("events.query", {"filter": wire})
+                assert [e["id"] for e in served] == [e["id"] for e in answer["events"]], wire
+                assert served == answer["events"], wire  # the same events, byte for byte
                 assert served, wire  # each filter selects something, so the test can fail
             # Several filters: the union, newest first, each filter's limit honoured.
             union = await stored_events(websocket, "union", FILTERS[0], FILTERS[2])
