@@ -173,7 +173,9 @@ class LocalRelayServer:
                 )
                 return Response(200, "OK", headers, self.document)
             return connection.respond(200, nip11.text_page(self.url))
-        if len(self._clients) >= self.config.max_connections:
+        # The server's own count includes handshakes finished whose handler has not run yet.
+        open_now = len(self._server.connections) if self._server is not None else 0
+        if max(open_now, len(self._clients)) >= self.config.max_connections:
             return connection.respond(
                 503, f"powrd: {self.config.max_connections} apps already connected\n"
             )
@@ -215,6 +217,13 @@ class LocalRelayServer:
                 log.error("local relay live feed read failed", reason=str(error))
 
     async def _catch_up(self) -> None:
+        if not self._clients:
+            # Nobody to deliver to: skip the rows. Re-checked after the read, because an
+            # app that connected meanwhile may have read the store before the newest commit.
+            latest = await asyncio.to_thread(self.latest_seq)
+            if not self._clients:
+                self._mark = max(self._mark, latest)
+                return
         while True:
             rows = await asyncio.to_thread(self.committed_after, self._mark, FEED_CHUNK)
             if not rows:
