@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -256,3 +258,14 @@ async def test_ipv6_loopback_listen(tmp_path: Path) -> None:
         assert daemon.local_relay.url.startswith("ws://[::1]:")
         async with app(daemon) as websocket:
             assert await stored_events(websocket, "s", {"limit": 1}) == []
+
+
+def test_a_non_loopback_address_is_refused_at_start_up(tmp_path: Path) -> None:
+    # Refused while reading the config: nothing is ever bound to the address.
+    config = write_config(tmp_path, extra='[local_relay]\nlisten = "0.0.0.0:4869"')
+    result = subprocess.run(
+        [sys.executable, "-m", "powrd", "--config", str(config), "run"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "local_relay.allow_remote = true" in result.stderr
