@@ -89,49 +89,57 @@ class Backend:
 class Outgoing:
     """Frames waiting for the writer, bounded in bytes.
 
+    Live events and replies are bounded apart: a large REQ answer queued at once must
+    not make the live events that follow it look like a client falling behind.
+
     Args:
-        max_bytes: live events beyond this mean the client is too slow.
+        max_bytes: live events queued beyond this mean the client is too slow; replies
+            wait until the queue is below half of it (then a batch may overshoot it).
     """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._frames: deque[str] = deque()
+        self.live_bytes = 0
+        self._frames: deque[tuple[str, bool]] = deque()
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
 
     def offer(self, frame: str) -> bool:
-        """Queue a live frame without waiting; False when the queue is full."""
-        if self.bytes + len(frame) > self.max_bytes:
+        """Queue a live frame without waiting; False when the live bound is reached."""
+        if self.live_bytes + len(frame) > self.max_bytes:
             return False
-        self._append(frame)
+        self.live_bytes += len(frame)
+        self._append(frame, live=True)
         return True
 
     async def put_all(self, frames: list[str]) -> None:
-        """Queue replies once the queue is below half full (they may overshoot it once)."""
+        """Queue replies once the queue is below half full, in order and together."""
         while self.bytes > self.max_bytes // 2:
             self._room.clear()
             await self._room.wait()
         for frame in frames:
-            self._append(frame)
+            self._append(frame, live=False)
 
-    def _append(self, frame: str) -> None:
-        self._frames.append(frame)
+    def _append(self, frame: str, *, live: bool) -> None:
+        self._frames.append((frame, live))
         self.bytes += len(frame)
         self._ready.set()
 
     def clear(self) -> None:
         """Drop every queued frame (the client is being disconnected)."""
         self._frames.clear()
-        self.bytes = 0
+        self.bytes = self.live_bytes = 0
 
     async def get(self) -> str:
         while not self._frames:
             self._ready.clear()
             await self._ready.wait()
-        frame = self._frames.popleft()
+        frame, live = self._frames.popleft()
         self.bytes -= len(frame)
+        if live:
+            self.live_bytes -= len(frame)
         if self.bytes <= self.max_bytes // 2:
             self._room.set()
         return frame
