@@ -195,3 +195,72 @@ def test_fuzz_any_frames_never_raise_and_replies_are_well_formed(frames: list[st
             elif isinstance(output, QueryStored):
                 assert all(f.limit is not None and f.limit <= LIMITS.max_limit for f in output.filters)
         assert session.subscription_count <= LIMITS.max_subscriptions
+
+
+# ---------------------------------------------------------------- sent once, never missed
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("req"), st.sampled_from(["a", "b"]), st.sampled_from([1301, 33401])),
+        st.tuples(st.just("commit"), st.sampled_from([1301, 33401])),
+        st.tuples(st.just("read"), st.sampled_from(["a", "b"])),
+        st.tuples(st.just("feed"), st.integers(1, 3)),
+        st.tuples(st.just("close"), st.sampled_from(["a", "b"])),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(operations)
+def test_every_matching_event_is_sent_once_whatever_the_feed_lag(ops: list[tuple[Any, ...]]) -> None:
+    """A store, a lagging live feed and stored reads racing it: each subscription gets
+    every matching event exactly once (stored or live), and an EOSE."""
+    session = ClientSession(SessionLimits(max_held_live=1000))
+    store: list[tuple[int, dict[str, Any]]] = []  # (seq, event), committed
+    fed = 0  # how many committed events the feed has handed to the session
+    pending: dict[str, QueryStored] = {}
+    kinds: dict[str, int] = {}
+    sent: dict[str, list[str]] = {}  # sub -> event ids, for the current generation
+    eose: dict[str, bool] = {}
+
+    def take(frames: list[str]) -> None:
+        for frame in frames:
+            message = loads(frame)
+            if message[0] == "EOSE":
+                eose[message[1]] = True
+            elif message[0] == "EVENT":
+                sent[message[1]].append(message[2]["id"])
+
+    for op in ops:
+        if op[0] == "req":
+            _, sub, kind = op
+            (query,) = session.receive(dumps(["REQ", sub, {"kinds": [kind]}]), 0)
+            assert isinstance(query, QueryStored)
+            pending[sub], kinds[sub], sent[sub], eose[sub] = query, kind, [], False
+        elif op[0] == "commit":
+            seq = len(store) + 1
+            store.append((seq, make_event(seq, kind=op[1], created_at=seq)))
+        elif op[0] == "read" and op[1] in pending:
+            query = pending.pop(op[1])
+            matching = [e for _, e in reversed(store) if e["kind"] == kinds[op[1]]]
+            raws = [dumps(e) for e in matching]
+            take(session.stored(op[1], query.token, raws, seen_seq=len(store)))
+        elif op[0] == "feed":
+            for seq, event in store[fed : fed + op[1]]:
+                take(session.live(parse_event(event), dumps(event), seq))
+            fed = min(len(store), fed + op[1])
+        elif op[0] == "close":
+            session.receive(dumps(["CLOSE", op[1]]), 0)
+            pending.pop(op[1], None)
+            kinds.pop(op[1], None)
+    for sub in list(pending):  # finish: every read completes, the feed catches up
+        query = pending.pop(sub)
+        raws = [dumps(e) for _, e in reversed(store) if e["kind"] == kinds[sub]]
+        take(session.stored(sub, query.token, raws, seen_seq=len(store)))
+    for seq, event in store[fed:]:
+        take(session.live(parse_event(event), dumps(event), seq))
+    for sub, kind in kinds.items():
+        wanted = sorted(e["id"] for _, e in store if e["kind"] == kind)
+        assert sorted(sent[sub]) == wanted, sub  # complete, and no id twice
+        assert eose[sub]
