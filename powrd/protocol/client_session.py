@@ -12,17 +12,18 @@ A subscription is ``stored`` while its driver reads the store, then ``live`` (af
 EOSE). Events committed while it is ``stored`` are held (a bounded number) and sent
 after EOSE unless the stored read already saw them: the driver reports the highest
 store sequence number its read could see, and every live event carries its own.
+The frames themselves are built in :mod:`powrd.protocol.server_frames`; NIP-77 messages
+are parsed in :mod:`powrd.protocol.neg_messages`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict
 
-from powrd.protocol.event import Event, dumps, loads, parse_event
-from powrd.protocol.filters import Filter, FilterError, parse_filter
+from powrd.protocol.event import Event, loads, parse_event
+from powrd.protocol.filters import Filter
 from powrd.protocol.messages import (
     BAD_FILTER,
     MAX_SUBSCRIPTION_ID_CHARS,
@@ -35,13 +36,29 @@ from powrd.protocol.messages import (
     byte_length,
     parse_client_message,
 )
+from powrd.protocol.neg_messages import (
+    NegClose,
+    NegentropyMessage,
+    NegMsg,
+    NegOpen,
+    parse_negentropy,
+)
 from powrd.protocol.reasons import Rejected
+from powrd.protocol.server_frames import (
+    closed_frame,
+    count_frame,
+    eose_frame,
+    event_frame,
+    neg_err_frame,
+    neg_msg_frame,
+    notice_frame,
+    ok_frame,
+)
 
 NEGENTROPY_DISABLED = "blocked: negentropy not enabled"
 AUTH_NOT_USED = "blocked: this relay does not ask for AUTH"
 _NEG_FRAME = re.compile(r'\s*\[\s*"NEG-')
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_HEX_CHARS = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,33 +123,6 @@ class Publish:
 
 
 @dataclass(frozen=True, slots=True)
-class NegOpen:
-    """``["NEG-OPEN", <sub id>, <filter>, <initial message hex>]`` (NIP-77)."""
-
-    sub_id: str
-    filter: Filter
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class NegMsg:
-    """``["NEG-MSG", <sub id>, <message hex>]``."""
-
-    sub_id: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class NegClose:
-    """``["NEG-CLOSE", <sub id>]``."""
-
-    sub_id: str
-
-
-NegentropyMessage = NegOpen | NegMsg | NegClose
-
-
-@dataclass(frozen=True, slots=True)
 class Negentropy:
     """A NIP-77 message for the driver's negentropy responder."""
 
@@ -147,42 +137,6 @@ class SessionCounters(TypedDict):
     events_accepted: int
     events_refused: int
     notices: int
-
-
-# ---------------------------------------------------------------- frames
-
-
-def event_frame(sub_id: str, raw_event: str) -> str:
-    """``["EVENT", sub, event]`` around an event already serialized (sent byte for byte)."""
-    return f'["EVENT",{dumps(sub_id)},{raw_event}]'
-
-
-def eose_frame(sub_id: str) -> str:
-    return dumps(["EOSE", sub_id])
-
-
-def ok_frame(event_id: str, accepted: bool, message: str) -> str:
-    return dumps(["OK", event_id, accepted, message])
-
-
-def closed_frame(sub_id: str, message: str) -> str:
-    return dumps(["CLOSED", sub_id, message])
-
-
-def notice_frame(message: str) -> str:
-    return dumps(["NOTICE", message])
-
-
-def count_frame(sub_id: str, count: int) -> str:
-    return dumps(["COUNT", sub_id, {"count": count}])
-
-
-def neg_err_frame(sub_id: str, reason: str) -> str:
-    return dumps(["NEG-ERR", sub_id, reason])
-
-
-def neg_msg_frame(sub_id: str, message: str) -> str:
-    return dumps(["NEG-MSG", sub_id, message])
 
 
 # ---------------------------------------------------------------- session
@@ -346,7 +300,7 @@ class ClientSession:
 
     def _negentropy(self, frame: str | bytes) -> list[Output]:
         try:
-            message = _parse_negentropy(frame)
+            message = parse_negentropy(frame)
         except MalformedFrame as error:
             return [self._notice(f"invalid: {error}")]
         if self.negentropy:
@@ -436,48 +390,6 @@ def _subscription_id_of(frame: str | bytes) -> str | None:
     return None
 
 
-def _parse_negentropy(frame: str | bytes) -> NegentropyMessage:
-    try:
-        items = loads(frame)
-    except (ValueError, RecursionError):
-        raise MalformedFrame("not json") from None
-    if not isinstance(items, list) or not items or not isinstance(items[0], str):
-        raise MalformedFrame("not an array")
-    name = items[0]
-    builders: dict[str, tuple[int, Callable[[list[Any]], NegentropyMessage]]] = {
-        "NEG-OPEN": (4, lambda i: NegOpen(_neg_id(i), _neg_filter(i[2]), _neg_hex(i, 3))),
-        "NEG-MSG": (3, lambda i: NegMsg(_neg_id(i), _neg_hex(i, 2))),
-        "NEG-CLOSE": (2, lambda i: NegClose(_neg_id(i))),
-    }
-    if name not in builders:
-        raise MalformedFrame("unknown message type", name[:20])
-    arity, build = builders[name]
-    if len(items) != arity:
-        raise MalformedFrame("wrong number of elements", f"{name} has {len(items)}, not {arity}")
-    return build(items)
-
-
-def _neg_id(items: list[Any]) -> str:
-    sub_id = items[1]
-    if not isinstance(sub_id, str) or not 0 < len(sub_id) <= MAX_SUBSCRIPTION_ID_CHARS:
-        raise MalformedFrame("wrong element type", f"{items[0]} subscription id")
-    return sub_id
-
-
-def _neg_filter(obj: Any) -> Filter:
-    try:
-        return parse_filter(obj)
-    except FilterError as error:
-        raise MalformedFrame(BAD_FILTER, str(error)) from None
-
-
-def _neg_hex(items: list[Any], index: int) -> str:
-    value = items[index]
-    if not isinstance(value, str) or len(value) % 2 or not _HEX_CHARS.issuperset(value):
-        raise MalformedFrame("wrong element type", f"{items[0]} message is not lowercase hex")
-    return value
-
-
 __all__ = [
     "AUTH_NOT_USED",
     "NEGENTROPY_DISABLED",
@@ -487,9 +399,12 @@ __all__ = [
     "NegMsg",
     "NegOpen",
     "Negentropy",
+    "NegentropyMessage",
     "Output",
     "Publish",
     "QueryStored",
     "Send",
     "SessionLimits",
+    "neg_err_frame",
+    "neg_msg_frame",
 ]

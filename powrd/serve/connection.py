@@ -53,7 +53,7 @@ class NegentropyResponder(Protocol):
 
     ``handle`` gets each parsed ``NEG-OPEN``/``NEG-MSG``/``NEG-CLOSE`` of its connection,
     in order, and returns the frames to send (build them with
-    :func:`~powrd.protocol.client_session.neg_msg_frame` and ``neg_err_frame``);
+    :func:`~powrd.protocol.server_frames.neg_msg_frame` and ``neg_err_frame``);
     ``close`` is called once when the connection ends.
     """
 
