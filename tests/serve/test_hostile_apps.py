@@ -81,7 +81,8 @@ async def test_a_flood_is_rate_limited_per_connection(tmp_path: Path) -> None:
             verdicts = [await publish(flooder, text) for text in corpus[:30]]
         accepted = [v for v in verdicts if v[2]]
         limited = [v for v in verdicts if not v[2]]
-        assert len(accepted) <= 21 and limited  # a full bucket, maybe one more refilled
+        # A full bucket of 20, then refusals (one refills every 3 s, so a slow run may see more).
+        assert all(v[2] for v in verdicts[:20]) and len(limited) >= 5
         assert all(v[3].startswith("rate-limited: more than 20 events a minute") for v in limited)
         assert len(stored_ids(daemon)) == len(accepted)
         async with app(daemon) as other:  # another app has its own budget
