@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import json
 import math
 import os
@@ -154,6 +155,27 @@ class MediaConfig:
 
 
 @dataclass(frozen=True)
+class LocalRelayConfig:
+    """``[local_relay]``: the NIP-01 relay endpoint apps use (``listen`` is host:port)."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:4869"
+    allow_remote: bool = False
+    max_connections: int = 64
+    max_subscriptions_per_connection: int = 32
+    max_filters_per_req: int = 16
+    max_limit: int = 5000
+    default_limit: int = 500
+    max_message_bytes: int = 256 * 1024
+    events_per_minute: int = 600
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) of ``listen``; IPv6 hosts without their brackets."""
+        return split_listen(self.listen)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     """``[logging]``: level and output format (``auto``: JSON unless on a terminal)."""
 
@@ -183,6 +205,7 @@ class Config:
     publisher: PublisherConfig = PublisherConfig()
     cache: CacheConfig = CacheConfig()
     media: MediaConfig = MediaConfig()
+    local_relay: LocalRelayConfig = LocalRelayConfig()
     logging: LoggingConfig = LoggingConfig()
     relays: tuple[RelayConfig, ...] = ()
     source: Path | None = None
@@ -461,6 +484,30 @@ def _relay_url(source: _Source, key: str, value: Any) -> str:
     return urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), parts.query, ""))
 
 
+def split_listen(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:4869"`` or ``"[::1]:4869"`` -> (host, port); ValueError if neither."""
+    host, colon, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("an IPv6 host is written in brackets")
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError("not host:port")
+    return host, int(port)
+
+
+def _listen(source: _Source, key: str, value: Any) -> str:
+    what = 'host:port such as "127.0.0.1:4869" or "[::1]:4869" (port 0: any free port)'
+    if not isinstance(value, str):
+        source.expected(key, what, value)
+    try:
+        host, _ = split_listen(value)
+        ipaddress.ip_address(host)
+    except ValueError:
+        source.expected(key, what, value)
+    return value
+
+
 _SECTIONS: dict[str, dict[str, Check]] = {
     "store": {
         "path": _path,
@@ -521,6 +568,18 @@ _SECTIONS: dict[str, dict[str, Check]] = {
         "retry_max_seconds": _seconds(zero_allowed=False),
         "timeout_seconds": _seconds(zero_allowed=False),
         "allowed_types": _media_types,
+    },
+    "local_relay": {
+        "enabled": _boolean,
+        "listen": _listen,
+        "allow_remote": _boolean,
+        "max_connections": _integer(1),
+        "max_subscriptions_per_connection": _integer(1),
+        "max_filters_per_req": _integer(1),
+        "max_limit": _integer(1),
+        "default_limit": _integer(1),
+        "max_message_bytes": _integer(1024),
+        "events_per_minute": _integer(1),
     },
     "logging": {
         "level": _choice(*LOG_LEVELS),
@@ -602,12 +661,21 @@ def _check_consistency(source: _Source, config: Config) -> None:
         ("media.retry_min_seconds", "media.retry_max_seconds"),
         ("media.max_bytes", "media.budget_bytes"),
         ("limits.max_event_bytes", "sync.max_frame_bytes"),
+        ("local_relay.default_limit", "local_relay.max_limit"),
     )
     for lower_key, upper_key in pairs:
         lower, upper = _lookup(config, lower_key), _lookup(config, upper_key)
         if upper < lower:
             what = f"a value >= {lower_key} ({lower})"
             source.expected(upper_key, what, upper)
+    relay = config.local_relay
+    if relay.enabled and not relay.allow_remote:
+        host = ipaddress.ip_address(relay.address[0])
+        if not host.is_loopback:
+            source.fail(
+                f"local_relay.listen: {relay.listen} is not a loopback address; use "
+                '"127.0.0.1:4869", or set local_relay.allow_remote = true to expose your library'
+            )
     socket_bytes = len(os.fsencode(config.control.socket))
     if socket_bytes > MAX_SOCKET_PATH_BYTES:
         source.fail(

@@ -276,7 +276,7 @@ ERRORS = [
     (
         "[nonsense]\n",
         "powrd.toml: unknown key nonsense (known: store, control, identity, sync, limits, "
-        "resolver, publisher, cache, media, logging, relays)",
+        "resolver, publisher, cache, media, local_relay, logging, relays)",
     ),
     ('"a b" = 1\n', 'powrd.toml: unknown key "a b" (known: '),
     ('[store]\npth = "x"\n', "powrd.toml: unknown key store.pth (did you mean store.path?)"),
@@ -671,7 +671,30 @@ ERRORS = [
         "powrd.toml: control.socket: path is 201 bytes long but a Unix socket path can have at "
         "most 107; choose a shorter path",
     ),
+    (
+        '[local_relay]\nlisten = "0.0.0.0:4869"\n',
+        "powrd.toml: local_relay.listen: 0.0.0.0:4869 is not a loopback address; use "
+        '"127.0.0.1:4869", or set local_relay.allow_remote = true',
+    ),
+    (
+        '[local_relay]\nlisten = "localhost"\n',
+        'powrd.toml: local_relay.listen: expected host:port such as "127.0.0.1:4869"',
+    ),
+    (
+        '[local_relay]\nlisten = "::1:4869"\n',
+        'powrd.toml: local_relay.listen: expected host:port',
+    ),
+    (
+        "[local_relay]\nmax_limit = 100\n",
+        "powrd.toml: local_relay.max_limit: expected a value >= local_relay.default_limit (500)",
+    ),
 ]
+
+
+def test_local_relay_listen_forms(in_tmp: Path) -> None:
+    assert load_text('[local_relay]\nlisten = "[::1]:4870"\n').local_relay.address == ("::1", 4870)
+    remote = load_text('[local_relay]\nlisten = "0.0.0.0:1"\nallow_remote = true\n')
+    assert remote.local_relay.address == ("0.0.0.0", 1)
 
 
 @pytest.mark.parametrize(("text", "expected"), ERRORS)

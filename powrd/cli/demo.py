@@ -185,6 +185,8 @@ def write_config(directory: Path, relay_url: str, author: str) -> Path:
         "eose_timeout_seconds = 5.0\n"
         "[resolver]\nretry_min_seconds = 0.5\nfetch_timeout_seconds = 5.0\n"
         "[media]\nenabled = false\n"
+        # Any free port: a powrd already running here keeps 4869.
+        '[local_relay]\nlisten = "127.0.0.1:0"\n'
         f'[[relays]]\nurl = "{relay_url}"\nread = true\nwrite = false\n'
     )
     return path

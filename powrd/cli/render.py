@@ -159,6 +159,16 @@ def status(result: Mapping[str, Any]) -> str:
         lines.append(f"media      {state}, {media.get('downloads', 0)} downloads,"
                      f" {media.get('failures', 0)} failures,"
                      f" {media.get('stored_bytes', 0)} bytes stored")
+    endpoint = result.get("local_relay")
+    if isinstance(endpoint, Mapping) and endpoint.get("enabled"):
+        state = "listening"
+        if not endpoint.get("listening"):
+            state = f"not listening ({endpoint.get('error')})"
+        lines.append(f"app relay  {endpoint.get('url')} {state}, {endpoint.get('connections', 0)}"
+                     f" connections, {endpoint.get('subscriptions', 0)} subscriptions,"
+                     f" {endpoint.get('events_sent', 0)} events sent,"
+                     f" {endpoint.get('events_accepted', 0)} accepted,"
+                     f" {endpoint.get('events_refused', 0)} refused")
     memory = result.get("memory")
     if isinstance(memory, Mapping):
         lines.append(f"memory     {_mib(memory.get('rss_bytes'))} resident"

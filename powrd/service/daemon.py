@@ -26,6 +26,8 @@ from powrd.control.server import AlreadyRunning, ControlServer
 from powrd.identity import IdentityError, load_secret_key
 from powrd.library.cache import QueryCache, run_access_flusher
 from powrd.protocol.validate import Policy
+from powrd.serve import backend as relay_backend
+from powrd.serve.server import LocalRelayServer
 from powrd.service import hardening, memory
 from powrd.service.counts import StatusCounts
 from powrd.service.notify import Notifier, watchdog_interval, watchdog_loop
@@ -83,6 +85,7 @@ class Daemon:
         self.status_counts: StatusCounts | None = None
         self.workers: dict[str, tuple[RelayWorker, asyncio.Task[None]]] = {}
         self.control: ControlServer | None = None
+        self.local_relay: LocalRelayServer | None = None
         self.notifier = Notifier.from_environ(self.environ)
         self.storage_error: str | None = None
         self._stop = asyncio.Event()
@@ -144,6 +147,7 @@ class Daemon:
             raise StartupError(
                 f"{self.config.control.socket}: cannot listen: {error.strerror or error}"
             ) from None
+        await self._start_local_relay()
         self._apply_relays(self.config)
         self.state = "running"
         self.notifier.ready(self.status_line())
@@ -180,6 +184,8 @@ class Daemon:
         self.workers.clear()
         if self.control is not None:
             await self.control.close()
+        if self.local_relay is not None:
+            await self.local_relay.close()
         if self.status_counts is not None:
             await asyncio.to_thread(self.status_counts.close)
         if self.store is not None:
@@ -207,6 +213,23 @@ class Daemon:
         task = asyncio.create_task(coro, name=name)
         self._background.append(task)
         return task
+
+    async def _start_local_relay(self) -> None:
+        """The app endpoint; a taken port is a health problem, not a start-up failure."""
+        if not self.config.local_relay.enabled:
+            return
+        assert self.store is not None and self.pipeline is not None
+        keys = self.keys
+        own = keys.public_key().to_hex() if keys is not None else None
+        self.local_relay = LocalRelayServer(
+            self.config.local_relay,
+            relay_backend.store_backend(self.store, self.pipeline, self.publisher, lambda: own),
+            relay_backend.committed_after(self.store),
+            relay_backend.latest_seq(self.store),
+            max_event_bytes=self.config.limits.max_event_bytes,
+        )
+        self.commit_listeners.append(self.local_relay.on_commit)
+        await self.local_relay.start()
 
     # -- relays ------------------------------------------------------------------
 
@@ -337,6 +360,8 @@ class Daemon:
             if status.state.value != "connected":
                 reason = f": {status.last_error}" if status.last_error else ""
                 problems.append(f"relay {status.url} is {status.state.value}{reason}")
+        if self.local_relay is not None:
+            problems.extend(self.local_relay.health())
         if self.store is not None and self.store.writer.stats.last_error:
             problems.append(f"store: {self.store.writer.stats.last_error}")
         return problems
@@ -359,6 +384,9 @@ class Daemon:
             "cache": self.cache.stats().as_dict(),
             "media": self.media.status() if self.media is not None else {"enabled": False},
             "memory": memory.usage(len(self.pipeline.seen) if self.pipeline is not None else 0),
+            "local_relay": (
+                self.local_relay.status() if self.local_relay is not None else {"enabled": False}
+            ),
         }
 
 

@@ -96,6 +96,8 @@ def test_status_table(daemon: DaemonProcess, relay: LocalRelayHandle) -> None:
     assert re.search(rf"^{re.escape(relay.url)}\s+connected\s+\d+\s+0\s+-\s+-$", out, re.M)
     assert re.search(r"^events\s+4\s+\(1301: 1, 33401: 2, 33402: 1\)$", out, re.M)
     assert "2 exercises, 1 templates (1 incomplete), 1 records" in out
+    assert re.search(r"^app relay  ws://127\.0\.0\.1:\d+ listening, 0 connections, 0 subscriptions,"
+                     r" 0 events sent, 0 accepted, 0 refused$", out, re.M)
     assert re.search(r"^memory\s+\d+ MiB resident \(peak \d+ MiB\), SQLite \d+ MiB, 4 ids", out, re.M)
 
 

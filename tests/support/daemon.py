@@ -51,6 +51,9 @@ def write_config(
         "[resolver]", "retry_min_seconds = 0.2", "retry_max_seconds = 2.0", "fetch_timeout_seconds = 5.0",
         "[publisher]", "retry_min_seconds = 0.2", "retry_max_seconds = 2.0", "ok_timeout_seconds = 5.0",
     ]
+    if "[local_relay]" not in extra:
+        # Any free port: test daemons never take the default 4869 (or each other's).
+        lines += ["[local_relay]", 'listen = "127.0.0.1:0"']
     if secret_key_file is not None:
         lines += ["[identity]", f'secret_key_file = "{secret_key_file}"']
     text = "\n".join(lines) + "\n" + extra + "\n"
