@@ -154,7 +154,7 @@ def _upcoming_public_kinds(kinds: list[int]) -> list[str]:
         for section in sections.values()
     )
     note = ("# Kinds synced from every author: the public exercise and template library."
-            if known else "# Upcoming, not read by this version of powrd: kinds synced from every author.")
+            if known else "# Upcoming, not read by this version of powrd: kinds from every author.")
     return [note, f"# {UPCOMING_KEY} = {_toml(kinds)}"]
 
 
