@@ -6,14 +6,16 @@ import enum
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from powrd.sync.backfill import Throttle
 
 
 class RelayState(enum.StrEnum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     BACKOFF = "backoff"
-    DISABLED = "disabled"
 
 
 @dataclass(slots=True)
@@ -37,8 +39,9 @@ class RelayStatus:
     next_retry_at: float | None = None
     backoff_seconds: float = 0.0
     backfill_complete: bool = False
-    throttle_seconds: float = 0.0
     notices: int = 0
+    # The current connection's request throttle (it lives with the subscriptions).
+    throttle: Throttle | None = None
 
     def as_dict(self, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
@@ -64,6 +67,6 @@ class RelayStatus:
             "next_retry_s": next_retry,
             "backoff_s": round(self.backoff_seconds, 3),
             "backfill_complete": self.backfill_complete,
-            "throttle_s": round(self.throttle_seconds, 3),
+            "throttle_s": round(self.throttle.seconds, 3) if self.throttle is not None else 0.0,
             "notices": self.notices,
         }
