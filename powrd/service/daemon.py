@@ -356,6 +356,7 @@ class Daemon:
             "cache": self.cache.stats().as_dict(),
             "media": self.media.status() if self.media is not None else {"enabled": False},
             "memory": memory.usage(len(self.pipeline.seen) if self.pipeline is not None else 0),
+            "events_verified": self.pipeline.verified if self.pipeline is not None else 0,
         }
 
 

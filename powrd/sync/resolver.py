@@ -77,7 +77,6 @@ class Resolver:
         self.clock = clock
         self.backfilling = backfilling
         self._held_since: float | None = None
-        self.requests = 0  # REQs sent, for status and tests
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -150,7 +149,6 @@ class Resolver:
             wanted = [m for m in remaining if self._relay_applies(url, m)]
             if not wanted:
                 continue
-            self.requests += 1
             try:
                 result = await fetch_once(
                     url,
