@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import nostr_sdk
 import structlog
@@ -24,6 +25,7 @@ log = structlog.get_logger("powrd.sync.auth")
 Then = Callable[[], Awaitable[None]]
 
 
+@dataclass(eq=False)
 class Authenticator:
     """Answers the relay's AUTH challenge for the clients that need it.
 
@@ -34,21 +36,15 @@ class Authenticator:
         clock: unix time, for the AUTH event's ``created_at``.
     """
 
-    def __init__(
-        self,
-        connection: RelayConnection,
-        keys: nostr_sdk.Keys | None,
-        status: RelayStatus,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.connection = connection
-        self.keys = keys
-        self.status = status
-        self.clock = clock
-        self._challenge: str | None = None
-        self._waiting: dict[str, Then] = {}
-        connection.route_type(AuthRequested, self)
+    connection: RelayConnection
+    keys: nostr_sdk.Keys | None
+    status: RelayStatus
+    clock: Callable[[], float] = time.time
+    _challenge: str | None = None
+    _waiting: dict[str, Then] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.connection.route_type(AuthRequested, self)
 
     async def request(self, key: str, then: Then, *, no_identity: str) -> None:
         """Authenticate, then call ``then``; one pending request per ``key``.

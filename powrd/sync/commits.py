@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import structlog
@@ -32,6 +33,7 @@ Batch = list[tuple[Incoming, "ScopeSync | None"]]
 Committed = Callable[["ScopeSync", int], Awaitable[None]]
 
 
+@dataclass(eq=False)
 class CommitQueue:
     """Gathers received events into batches and commits them through the pipeline.
 
@@ -43,22 +45,13 @@ class CommitQueue:
         clock: unix time, for ``last_event_at``.
     """
 
-    def __init__(
-        self,
-        url: str,
-        pipeline: Pipeline,
-        status: RelayStatus,
-        committed: Committed,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.url = url
-        self.pipeline = pipeline
-        self.status = status
-        self.committed = committed
-        self.clock = clock
-        self._batch: Batch = []
-        self._committing: deque[asyncio.Task[None]] = deque()
+    url: str
+    pipeline: Pipeline
+    status: RelayStatus
+    committed: Committed
+    clock: Callable[[], float] = time.time
+    _batch: Batch = field(default_factory=list)
+    _committing: deque[asyncio.Task[None]] = field(default_factory=deque)
 
     def add(self, item: Incoming, sync: ScopeSync | None) -> None:
         """An event for the next batch (``sync``: the scope it belongs to, if any)."""

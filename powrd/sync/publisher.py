@@ -133,10 +133,9 @@ class RelayDelivery:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.url = url
+        self.url, self.settings, self.clock = url, settings, clock
         self.store = pipeline.store
-        self.settings = settings
-        self.clock = clock
+        # Set to make the pump look at the outbox again (a publish, an OK, AUTH).
         self.wake = asyncio.Event()
         self.in_flight: set[str] = set()
         self.awaiting_auth: set[str] = set()

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import nostr_sdk
 import structlog
@@ -47,13 +48,13 @@ class StableSessionEnded(Exception):
     """A connection that had been healthy ended: reconnect with a fresh backoff."""
 
 
+@dataclass(eq=False)
 class _Watch:
     """The worker's own client: counts dropped frames and NOTICEs, slows down on request."""
 
-    def __init__(self, url: str, status: RelayStatus, subscriptions: Subscriptions) -> None:
-        self.url = url
-        self.status = status
-        self.subscriptions = subscriptions
+    url: str
+    status: RelayStatus
+    subscriptions: Subscriptions
 
     async def on_message(self, output: Output) -> None:
         if isinstance(output, Dropped):
@@ -190,7 +191,7 @@ class RelayWorker:
 
     async def _serve(self, connection: RelayConnection) -> None:
         """Set up the connection's clients and drive it until it ends (raises ConnectionLost)."""
-        auth = Authenticator(connection, self.keys, self.status, clock=self.clock)
+        auth = Authenticator(connection, self.keys, self.status, self.clock)
         subscriptions: Subscriptions | None = None
 
         async def committed(sync: ScopeSync, created_at: int) -> None:
@@ -199,18 +200,9 @@ class RelayWorker:
 
         commits = CommitQueue(self.url, self.pipeline, self.status, committed, clock=self.clock)
         subscriptions = Subscriptions(
-            connection,
-            commits,
-            auth,
-            self.scopes,
-            self.settings,
-            self.status,
-            load_checkpoint=self._load_checkpoint,
-            save_checkpoint=self._save_checkpoint,
-            throttle=self.throttle,
-            on_complete=self.on_backfill_complete,
-            clock=self.clock,
-            monotonic=self.monotonic,
+            connection, commits, auth, self.scopes, self.settings, self.status,
+            self._load_checkpoint, self._save_checkpoint, self.throttle,
+            on_complete=self.on_backfill_complete, clock=self.clock, monotonic=self.monotonic,
         )
         watch = _Watch(self.url, self.status, subscriptions)
         connection.route_type(Dropped, watch)

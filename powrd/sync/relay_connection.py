@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
@@ -59,6 +59,13 @@ class ConnectionLost(Exception):
     """The connection ended (or a frame was sent on one that had); reconnect."""
 
 
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The connection ended; nothing follows. ``reason`` is for status and logs."""
+
+    reason: str
+
+
 class Client(Protocol):
     """Something that sends on a connection and receives the messages routed to it."""
 
@@ -74,14 +81,30 @@ class Message:
     client: Client
 
 
-@dataclass(frozen=True, slots=True)
-class Closed:
-    """The connection ended; nothing follows. ``reason`` is for status and logs."""
-
-    reason: str
-
-
 ConnectionEvent = Message | Closed
+
+
+@dataclass(eq=False)
+class Routes:
+    """Who receives each session output; the order is the module docstring's.
+
+    Attributes:
+        by_sub: subscription id -> client.
+        by_event: id of an EVENT or AUTH awaiting its OK -> client (used once).
+        by_type: output type -> client, for outputs no id claims.
+    """
+
+    by_sub: dict[str, Client] = field(default_factory=dict)
+    by_event: dict[str, Client] = field(default_factory=dict)
+    by_type: dict[type, Client] = field(default_factory=dict)
+
+    def client_of(self, output: Output) -> Client | None:
+        sub_id = getattr(output, "sub_id", None)
+        if sub_id is not None and not isinstance(output, Dropped):
+            return self.by_sub.get(sub_id)
+        if isinstance(output, PublishResult):
+            return self.by_event.pop(output.event_id, None)
+        return self.by_type.get(type(output))
 
 
 class RelayConnection:
@@ -107,16 +130,12 @@ class RelayConnection:
         queue_max: int,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.url = url
-        self.session = session
-        self.monotonic = monotonic
+        self.url, self.session, self.monotonic = url, session, monotonic
+        self.routes = Routes()
         self._ws = ws
-        self._events: asyncio.Queue[ConnectionEvent] = asyncio.Queue(maxsize=queue_max)
-        self._by_sub: dict[str, Client] = {}
-        self._by_event: dict[str, Client] = {}
-        self._by_type: dict[type, Client] = {}
-        self._closed: str | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._closed: str | None = None
+        self._events: asyncio.Queue[ConnectionEvent] = asyncio.Queue(maxsize=queue_max)
         # Set when an event is queued, or by wake(): the driver has something to look at.
         self._ready = asyncio.Event()
 
@@ -168,23 +187,20 @@ class RelayConnection:
     # -- routes -----------------------------------------------------------------
 
     def route(self, sub_id: str, client: Client) -> None:
-        """Send what the relay says about subscription ``sub_id`` to ``client``."""
-        self._by_sub[sub_id] = client
+        """Send what the relay says about subscription ``sub_id`` to ``client``.
+
+        For subscriptions whose frames the session does not build (NEG-OPEN); a REQ
+        sent with :meth:`open_subscription` is routed by it.
+        """
+        self.routes.by_sub[sub_id] = client
 
     def unroute(self, sub_id: str) -> None:
-        self._by_sub.pop(sub_id, None)
+        """Messages for ``sub_id`` go nowhere from now on."""
+        self.routes.by_sub.pop(sub_id, None)
 
     def route_type(self, output_type: type, client: Client) -> None:
         """Send outputs of ``output_type`` that no subscription or event claims to ``client``."""
-        self._by_type[output_type] = client
-
-    def _client_of(self, output: Output) -> Client | None:
-        sub_id = getattr(output, "sub_id", None)
-        if sub_id is not None and not isinstance(output, Dropped):
-            return self._by_sub.get(sub_id)
-        if isinstance(output, PublishResult):
-            return self._by_event.pop(output.event_id, None)
-        return self._by_type.get(type(output))
+        self.routes.by_type[output_type] = client
 
     # -- sending ----------------------------------------------------------------
 
@@ -216,19 +232,19 @@ class RelayConnection:
 
     async def publish(self, event_id: str, event_json: str, client: Client) -> None:
         """Send an EVENT; its OK goes to ``client``."""
-        self._by_event[event_id] = client
+        self.routes.by_event[event_id] = client
         await self.send(self.session.publish(event_id, event_json, self.monotonic()))
 
     async def authenticate(self, event_id: str, event_json: str, client: Client) -> None:
         """Send an AUTH event; its OK goes to ``client``."""
-        self._by_event[event_id] = client
+        self.routes.by_event[event_id] = client
         await self.send(self.session.authenticate(event_id, event_json, self.monotonic()))
 
     def timed_out_publishes(self, timeout: float) -> list[str]:
         """Ids of EVENTs and AUTHs without an OK for ``timeout`` seconds; no longer awaited."""
         expired = self.session.timed_out_publishes(self.monotonic(), timeout)
         for event_id in expired:
-            self._by_event.pop(event_id, None)
+            self.routes.by_event.pop(event_id, None)
         return expired
 
     # -- receiving --------------------------------------------------------------
@@ -262,7 +278,7 @@ class RelayConnection:
             # relay would keep this loop running unless it yields on its own.
             async for frame in receive_frames(self._ws):
                 for output in self.session.receive(frame):
-                    client = self._client_of(output)
+                    client = self.routes.client_of(output)
                     if client is not None:
                         await self._put(Message(output, client))
                     if isinstance(output, SubscriptionClosed):
@@ -274,7 +290,7 @@ class RelayConnection:
             if closed.sent is not None and closed.sent.code == CloseCode.MESSAGE_TOO_BIG:
                 # websockets refused a frame over the hard cap, which ends the connection.
                 dropped = Dropped(reasons.FRAME_TOO_LARGE, None, "over the hard cap")
-                client = self._client_of(dropped)
+                client = self.routes.client_of(dropped)
                 if client is not None:
                     await self._put(Message(dropped, client))
                 cap = HARD_FRAME_CAP // (1024 * 1024)
