@@ -168,21 +168,20 @@ class RelayWorker:
             self.status.last_error = f"connect: {error}"
             raise ConnectionLost(str(error)) from None
         started = self.monotonic()
-        try:
-            async with connection:
-                self._connection = connection
-                self.status.state = RelayState.CONNECTED
-                self.status.connects += 1
-                self.status.last_connected_at = self.clock()
-                self.status.next_retry_at = None
-                log.info("relay connected", relay=self.url)
+        async with connection:
+            self._connection = connection
+            self.status.state = RelayState.CONNECTED
+            self.status.connects += 1
+            self.status.last_connected_at = self.clock()
+            self.status.next_retry_at = None
+            log.info("relay connected", relay=self.url)
+            try:
                 await self._serve(connection)
-        except ConnectionLost as lost:
-            self.status.last_error = str(lost)
-        finally:
-            # Never "connected" without a socket: the state changes as the socket closes.
-            self._connection = None
-            if self.status.state is RelayState.CONNECTED:
+            except ConnectionLost as lost:
+                self.status.last_error = str(lost)
+            finally:
+                # Never "connected" without a socket: the state changes before it closes.
+                self._connection = None
                 self.status.state = RelayState.CONNECTING
         log.info("relay disconnected", relay=self.url, error=self.status.last_error)
         if self.monotonic() - started >= STABLE_SESSION_SECONDS:
