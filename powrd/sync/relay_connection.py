@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import structlog
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.frames import CloseCode
@@ -51,8 +50,6 @@ from powrd.protocol.session import (
 from powrd.sync.connection import HARD_FRAME_CAP, connect_relay, receive_frames
 from powrd.sync.slices import TimeSlice
 from powrd.sync.waiting import wait_until_woken
-
-log = structlog.get_logger("powrd.sync.relay_connection")
 
 
 class ConnectionLost(Exception):
@@ -295,5 +292,7 @@ class RelayConnection:
                     await self._put(Message(dropped, client))
                 cap = HARD_FRAME_CAP // (1024 * 1024)
                 reason = f"frame over the {cap} MiB hard cap (message too big)"
+        except Exception as error:  # whatever ends the reading, the driver must hear of it
+            reason = f"reading failed: {error!r}"
         self._closed = reason
         await self._put(Closed(reason))
