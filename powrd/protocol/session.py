@@ -16,7 +16,7 @@ import enum
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any
 
 from powrd.protocol import messages, reasons
 from powrd.protocol.event import Event, parse_event
@@ -142,13 +142,6 @@ class SubscriptionStatus:
     stored_counts: tuple[int, ...]
 
 
-class SessionCounters(TypedDict):
-    frames: int
-    bytes: int
-    events: int
-    dropped: dict[str, int]
-
-
 # ---------------------------------------------------------------- limits
 
 
@@ -261,7 +254,6 @@ class RelaySession:
         self._closed_order: OrderedDict[str, None] = OrderedDict()
         self._pending_publishes: dict[str, float] = {}
         self._pending_counts: set[str] = set()
-        self._counters = SessionCounters(frames=0, bytes=0, events=0, dropped={})
 
     # -- frames to send ---------------------------------------------------------
 
@@ -321,8 +313,6 @@ class RelaySession:
     def receive(self, frame: str | bytes) -> list[Output]:
         """Process one frame from the relay; never raises."""
         size = byte_length(frame)
-        self._counters["frames"] += 1
-        self._counters["bytes"] += size
         # Checked before parsing so an oversized frame costs no JSON decoding.
         if size > self.max_frame_bytes:
             return [self._drop(reasons.FRAME_TOO_LARGE, None, f"{size} bytes")]
@@ -435,27 +425,17 @@ class RelaySession:
     def pending_publishes(self) -> int:
         return len(self._pending_publishes)
 
-    def counters(self) -> SessionCounters:
-        """Frames and bytes received, events passed on, frames dropped by reason."""
-        return SessionCounters(
-            frames=self._counters["frames"],
-            bytes=self._counters["bytes"],
-            events=self._counters["events"],
-            dropped=dict(self._counters["dropped"]),
-        )
-
     # -- helpers ----------------------------------------------------------------
 
     def _accept(
         self, subscription: _Subscription, message: EventMessage, parsed: Event | None = None
     ) -> Incoming:
         subscription.events_received += 1
-        self._counters["events"] += 1
         return Incoming(message.subscription_id, message.event, message.size, parsed)
 
-    def _drop(self, reason: str, sub_id: str | None, detail: str = "") -> Dropped:
-        dropped = self._counters["dropped"]
-        dropped[reason] = dropped.get(reason, 0) + 1
+    @staticmethod
+    def _drop(reason: str, sub_id: str | None, detail: str = "") -> Dropped:
+        # Counted by whoever receives the output (the relay's status), not here.
         return Dropped(reason, sub_id, detail)
 
     def _await_ok(self, event_id: str, now: float) -> None:

@@ -387,6 +387,7 @@ class Daemon:
             "local_relay": (
                 self.local_relay.status() if self.local_relay is not None else {"enabled": False}
             ),
+            "events_verified": self.pipeline.verified if self.pipeline is not None else 0,
         }
 
 

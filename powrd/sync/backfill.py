@@ -10,10 +10,15 @@ live subscription, it is replaced by one without ``limit``: a relay that never s
 EOSE would otherwise have its live events refused as over the first page's limit.
 
 ``rate-limited:`` answers slow every REQ of the connection down: requests are spaced
-by a throttle that doubles on each such answer and halves on each completed page.
-Nothing here sleeps: delayed requests and retries are timers the connection's consumer
+by a :class:`Throttle` that doubles on each such answer and halves on each completed page.
+Nothing here sleeps: delayed requests and retries are timers the connection's driver
 fires (:meth:`Subscriptions.next_timer`, :meth:`Subscriptions.fire_timers`), so a
 throttled or stalled subscription never holds up events already received.
+
+:class:`Subscriptions` is a client of the :class:`~powrd.sync.relay_connection.RelayConnection`:
+it opens its subscriptions there and receives their events, EOSEs and CLOSEDs. Events go
+to the connection's :class:`~powrd.sync.commits.CommitQueue`; ``auth-required:`` answers
+go to the :class:`~powrd.sync.auth.Authenticator`.
 """
 
 from __future__ import annotations
@@ -25,15 +30,19 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from powrd.protocol import messages
 from powrd.protocol.filters import Filter
 from powrd.protocol.paging import Backfill
-from powrd.protocol.session import RelaySession
+from powrd.protocol.session import EndOfStored, Incoming, Output, SubscriptionClosed
 from powrd.sync import backoff
 from powrd.sync.plan import Scope
 from powrd.sync.status import RelayStatus
 
 if TYPE_CHECKING:
     from powrd.config import SyncConfig
+    from powrd.sync.auth import Authenticator
+    from powrd.sync.commits import CommitQueue
+    from powrd.sync.relay_connection import RelayConnection
 
 log = structlog.get_logger("powrd.sync.backfill")
 
@@ -42,7 +51,6 @@ MAX_THROTTLE_SECONDS = 60.0
 # A run whose live stream outlasts this shows the relay content: the backoff starts over.
 STABLE_RUN_SECONDS = 30.0
 
-Send = Callable[[str], Awaitable[None]]
 LoadCheckpoint = Callable[[str], int | None]
 SaveCheckpoint = Callable[[str, int], Awaitable[None]]
 
@@ -60,8 +68,8 @@ class ScopeSync:
             broken since, so no stored event lies in a gap: the checkpoint may follow
             new commits.
         failures: runs abandoned in quick succession; sets the retry backoff.
-        retry_at: when (``time.monotonic``) the next run starts.
-        completed_at: when (``time.monotonic``) a run last completed.
+        retry_at: when (on the monotonic clock) the next run starts.
+        completed_at: when (on the monotonic clock) a run last completed.
     """
 
     scope: Scope
@@ -82,32 +90,71 @@ class _Pending:
 
 
 @dataclass(slots=True)
+class Throttle:
+    """The spacing between a connection's REQs, set by the relay's ``rate-limited:`` answers.
+
+    Attributes:
+        floor: the smallest spacing once slowed (below it, none at all).
+        cap: the largest spacing.
+        seconds: the current spacing (reported as the relay's ``throttle_s``).
+        slowed_at: when (on the monotonic clock) the relay last asked to slow down.
+    """
+
+    floor: float
+    cap: float
+    seconds: float = 0.0
+    slowed_at: float = float("-inf")
+
+    @classmethod
+    def for_settings(cls, settings: SyncConfig) -> Throttle:
+        """Between the reconnect minimum and the reconnect cap (60 s at most)."""
+        cap = min(MAX_THROTTLE_SECONDS, settings.reconnect_max_seconds)
+        return cls(settings.reconnect_min_seconds, cap)
+
+    def slow_down(self, now: float) -> None:
+        self.slowed_at = now
+        self.seconds = min(self.cap, max(self.floor, self.seconds * 2))
+
+    def ease(self, sent_at: float) -> None:
+        """A request sent at ``sent_at`` completed: halve the spacing."""
+        # Only a page asked at the slower pace shows the relay is content with it.
+        if sent_at < self.slowed_at:
+            return
+        eased = self.seconds / 2
+        self.seconds = eased if eased >= self.floor else 0.0
+
+
+@dataclass(slots=True)
 class Subscriptions:
     """Drives the read subscriptions of one connection; see the module docstring.
 
     Args:
-        url: the relay, for logs and errors.
-        session: the connection's protocol state (builds REQ and CLOSE frames).
-        send: sends one frame.
+        connection: the connection the subscriptions live on.
+        commits: where received events go.
+        auth: answers ``auth-required:``.
         scopes: what to backfill and stream.
         settings: paging, timeouts and backoff.
-        status: the relay's status; throttle, errors and ``backfill_complete`` are set here.
+        status: the relay's status; errors and ``backfill_complete`` are set here.
         load_checkpoint: the stored ``since`` of a scope key.
         save_checkpoint: advances a scope's checkpoint (a committed write).
+        throttle: the relay's request throttle (it outlives a connection).
         on_complete: called whenever every scope has completed a run.
         clock: unix time, for the ``since`` of replacement live subscriptions.
+        monotonic: the clock of timeouts, retries and the throttle.
     """
 
-    url: str
-    session: RelaySession
-    send: Send
+    connection: RelayConnection
+    commits: CommitQueue
+    auth: Authenticator
     scopes: list[Scope]
     settings: SyncConfig
     status: RelayStatus
     load_checkpoint: LoadCheckpoint
     save_checkpoint: SaveCheckpoint
+    throttle: Throttle
     on_complete: Callable[[], None] | None = None
     clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
     syncs: list[ScopeSync] = field(default_factory=list)
     _by_sub: dict[str, ScopeSync] = field(default_factory=dict)
     _filters: dict[str, list[Filter]] = field(default_factory=dict)
@@ -115,8 +162,45 @@ class Subscriptions:
     _pending: dict[str, _Pending] = field(default_factory=dict)
     _sent_at: dict[str, float] = field(default_factory=dict)
     _last_req: float = float("-inf")
-    _slowed_at: float = float("-inf")
     _next_sub: int = 0
+
+    @property
+    def url(self) -> str:
+        return self.connection.url
+
+    # -- what the relay says ----------------------------------------------------
+
+    async def on_message(self, output: Output) -> None:
+        """A message for one of these subscriptions (routed here by the connection)."""
+        if isinstance(output, Incoming):
+            event = output.event
+            sync = self.observe(output.sub_id, event.get("created_at"), event.get("id"))
+            self.commits.add(output, sync)
+        elif isinstance(output, EndOfStored):
+            # The next page is asked for before this one is committed: the relay
+            # works on it meanwhile. A finished run waits for its events.
+            if await self.on_eose(output.sub_id):
+                await self.commits.settle()
+                await self.runs_committed()
+        elif isinstance(output, SubscriptionClosed):
+            await self._on_closed_message(output.sub_id, output.message)
+
+    async def _on_closed_message(self, sub_id: str, message: str) -> None:
+        prefix = messages.machine_prefix(message)
+        log.info("subscription closed by relay", relay=self.url, sub=sub_id, reason=message[:200])
+        if prefix != "auth-required":
+            await self.on_closed(sub_id, prefix == "rate-limited", message)
+            return
+        self.hold(sub_id)
+
+        async def resend() -> None:
+            await self.resend(sub_id)
+
+        await self.auth.request(
+            f"sub {sub_id}",
+            resend,
+            no_identity="relay requires NIP-42 AUTH but no identity is configured",
+        )
 
     # -- starting ---------------------------------------------------------------
 
@@ -171,7 +255,7 @@ class Subscriptions:
         for warning in sync.run.warnings:
             log.warning("backfill", relay=self.url, scope=sync.scope.key, reason=warning)
         sync.run, sync.page_sub = None, None
-        sync.complete, sync.completed_at = True, time.monotonic()
+        sync.complete, sync.completed_at = True, self.monotonic()
         await self._save(sync)
         self.status.backfill.scope_done(sync.scope.key)
         if self._report_progress():
@@ -195,25 +279,26 @@ class Subscriptions:
 
     async def _request(self, sub_id: str, filters: list[Filter], *, delay: float = 0.0) -> None:
         """Send a REQ now, or later when the throttle or ``delay`` says so."""
-        due = max(time.monotonic() + delay, self._last_req + self.status.throttle_seconds)
+        now = self.monotonic()
+        due = max(now + delay, self._last_req + self.throttle.seconds)
         self._filters[sub_id] = filters
-        if due > time.monotonic():
+        if due > now:
             self._pending[sub_id] = _Pending(due, filters)
             return
         await self._send_req(sub_id, filters)
 
     async def _send_req(self, sub_id: str, filters: list[Filter]) -> None:
         self._pending.pop(sub_id, None)
-        self._last_req = self._sent_at[sub_id] = time.monotonic()
+        self._last_req = self._sent_at[sub_id] = self.monotonic()
         sync = self._by_sub.get(sub_id)
         if sync is not None and sync.page_sub == sub_id:
             # Only pages are timed: a live stream without a page may never see EOSE.
             self._deadlines[sub_id] = self._last_req + self.settings.eose_timeout_seconds
-        await self.send(self.session.open_subscription(sub_id, filters))
+        await self.connection.open_subscription(sub_id, filters, self)
 
     async def _close(self, sub_id: str) -> None:
         self._forget(sub_id)
-        await self.send(self.session.close_subscription(sub_id))
+        await self.connection.close_subscription(sub_id)
 
     def _forget(self, sub_id: str) -> None:
         self._by_sub.pop(sub_id, None)
@@ -221,8 +306,6 @@ class Subscriptions:
         self._deadlines.pop(sub_id, None)
         self._pending.pop(sub_id, None)
         self._sent_at.pop(sub_id, None)
-
-    # -- what the relay says ----------------------------------------------------
 
     def observe(self, sub_id: str, created_at: object, event_id: object) -> ScopeSync | None:
         """An event passed the session checks: count it for paging, extend the page's time.
@@ -234,7 +317,7 @@ class Subscriptions:
         sync = self._by_sub.get(sub_id)
         if sync is None or sync.run is None or sync.page_sub != sub_id:
             return sync
-        self._deadlines[sub_id] = time.monotonic() + self.settings.eose_timeout_seconds
+        self._deadlines[sub_id] = self.monotonic() + self.settings.eose_timeout_seconds
         if type(created_at) is int and isinstance(event_id, str):
             sync.run.observe(created_at, event_id)
             self.status.backfill.event(created_at, event_id)
@@ -252,7 +335,7 @@ class Subscriptions:
         sync = self._by_sub.get(sub_id)
         if sync is None or sync.run is None or sync.page_sub != sub_id:
             return False
-        self._ease_throttle(sub_id)
+        self.throttle.ease(self._sent_at.get(sub_id, float("-inf")))
         if sub_id != sync.live_sub:
             await self._close(sub_id)
         sync.run.page_done()
@@ -268,7 +351,7 @@ class Subscriptions:
         self._deadlines.pop(sub_id, None)
         if rate_limited:
             self.slow_down()
-            await self._request(sub_id, filters, delay=self.status.throttle_seconds)
+            await self._request(sub_id, filters, delay=self.throttle.seconds)
             return
         if sub_id == sync.live_sub:
             self._forget(sub_id)
@@ -288,19 +371,8 @@ class Subscriptions:
             await self._request(sub_id, filters)
 
     def slow_down(self) -> None:
-        current = self.status.throttle_seconds
-        self._slowed_at = time.monotonic()
-        cap = min(MAX_THROTTLE_SECONDS, self.settings.reconnect_max_seconds)
-        floor = self.settings.reconnect_min_seconds
-        self.status.throttle_seconds = min(cap, max(floor, current * 2))
-
-    def _ease_throttle(self, sub_id: str) -> None:
-        # Only a page asked at the slower pace shows the relay is content with it.
-        if self._sent_at.get(sub_id, float("-inf")) < self._slowed_at:
-            return
-        eased = self.status.throttle_seconds / 2
-        floor = self.settings.reconnect_min_seconds
-        self.status.throttle_seconds = eased if eased >= floor else 0.0
+        """The relay asked to slow down (``rate-limited:``): space the REQs further."""
+        self.throttle.slow_down(self.monotonic())
 
     async def committed(self, sync: ScopeSync, newest_created_at: int) -> None:
         """Events of ``sync`` up to ``newest_created_at`` are committed."""
@@ -322,10 +394,10 @@ class Subscriptions:
         times += [s.retry_at for s in self.syncs if s.retry_at is not None]
         if not times:
             return None
-        return max(0.0, min(times) - time.monotonic())
+        return max(0.0, min(times) - self.monotonic())
 
     async def fire_timers(self) -> None:
-        now = time.monotonic()
+        now = self.monotonic()
         for sub_id, deadline in list(self._deadlines.items()):
             sync = self._by_sub.get(sub_id)
             if deadline <= now and sync is not None:
@@ -355,13 +427,14 @@ class Subscriptions:
         # A relay that ends each live stream right after a completed run must still be
         # backed off from: only a run that stayed unbroken for a while clears the count.
         completed_at = sync.completed_at
-        if completed_at is not None and time.monotonic() - completed_at >= STABLE_RUN_SECONDS:
+        now = self.monotonic()
+        if completed_at is not None and now - completed_at >= STABLE_RUN_SECONDS:
             sync.failures = 0
         sync.failures += 1
         delay = backoff.delay(
             sync.failures, self.settings.reconnect_min_seconds, self.settings.reconnect_max_seconds
         )
-        sync.retry_at = time.monotonic() + delay
+        sync.retry_at = now + delay
         self._report_progress()
         self.status.last_error = f"{reason}; backfill retry in {delay:.1f} s"
         log.warning("backfill abandoned", relay=self.url, scope=sync.scope.key, reason=reason,

@@ -11,7 +11,7 @@ then advance a checkpoint past them.
 from __future__ import annotations
 
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,27 +32,11 @@ from powrd.sync.slices import TimeSlice
 
 
 @dataclass(slots=True)
-class SourceStats:
-    received: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def rejected_total(self) -> int:
-        return sum(self.rejected.values())
-
-
-@dataclass(slots=True)
 class SubmitResult:
     stored: list[Event] = field(default_factory=list)
     duplicates: int = 0
     rejected: list[tuple[str | None, str]] = field(default_factory=list)  # (event id, reason)
     batch: BatchResult | None = None
-
-    @property
-    def newest_created_at(self) -> int | None:
-        return max((e.created_at for e in self.stored), default=None)
 
 
 AlsoInTransaction = Callable[[apsw.Connection, BatchResult], None]
@@ -110,15 +94,10 @@ class Pipeline:
         self.rejected_log_max = rejected_log_max
         self.clock = clock
         self.seen = SeenIds(seen_capacity)
-        self.stats: dict[str, SourceStats] = {}
+        # Events whose signature was checked (reported by ``status`` as events_verified):
+        # an event served by several relays is verified once.
         self.verified = 0
         self.on_commit = on_commit
-
-    def source_stats(self, source: str) -> SourceStats:
-        stats = self.stats.get(source)
-        if stats is None:
-            stats = self.stats[source] = SourceStats()
-        return stats
 
     def _screen(
         self, items: Sequence[tuple[Any, int]], result: SubmitResult
@@ -205,7 +184,7 @@ class Pipeline:
         return operation
 
     def _finish(
-        self, source: str, prepared: list[IngestItem], batch: BatchResult, result: SubmitResult
+        self, prepared: list[IngestItem], batch: BatchResult, result: SubmitResult
     ) -> None:
         result.batch = batch
         for event_id in batch.deleted:
@@ -218,11 +197,6 @@ class Pipeline:
             else:
                 self.seen.discard(item.event.id)
                 result.rejected.append((item.event.id, outcome.reason or reasons.DELETED))
-        stats = self.source_stats(source)
-        stats.stored += len(result.stored)
-        stats.duplicates += result.duplicates
-        for _, reason in result.rejected:
-            stats.rejected[reasons.reason_key(reason)] += 1
         if self.on_commit is not None:
             self.on_commit(batch)
 
@@ -242,7 +216,6 @@ class Pipeline:
             items: decoded event objects with their size in bytes as received.
             also: more writes for the same transaction (the outbox entry of a local event).
         """
-        self.source_stats(source).received += len(items)
         result = SubmitResult()
         prepared = await self._prepare_in_slices(source, items, result)
         now = int(self.clock())
@@ -252,12 +225,11 @@ class Pipeline:
         except BaseException:
             self._forget(prepared)
             raise
-        self._finish(source, prepared, batch, result)
+        self._finish(prepared, batch, result)
         return result
 
     def submit_blocking(self, source: str, items: Sequence[tuple[Any, int]]) -> SubmitResult:
         """:meth:`submit` for callers without an event loop (``powrd import``)."""
-        self.source_stats(source).received += len(items)
         result = SubmitResult()
         prepared = self._prepare(source, items, result)
         now = int(self.clock())
@@ -267,7 +239,7 @@ class Pipeline:
         except BaseException:
             self._forget(prepared)
             raise
-        self._finish(source, prepared, batch, result)
+        self._finish(prepared, batch, result)
         return result
 
     def _forget(self, prepared: list[IngestItem]) -> None:

@@ -3,17 +3,18 @@
 :meth:`Publisher.publish` checks the request against the kind's rules, signs it,
 stores it through the pipeline (``source = local``) and queues it in the outbox in the
 same transaction, all before answering. Each write relay's worker then runs a
-:class:`RelayDelivery` on its connection: it sends due outbox events (a small window of
-unacknowledged EVENTs), records every relay's ``OK`` per event, and retries with
-backoff until the relay accepts or definitively rejects.
+:class:`RelayDelivery` on its connection (a client of the
+:class:`~powrd.sync.relay_connection.RelayConnection`): it sends due outbox events (a
+small window of unacknowledged EVENTs), receives the relay's ``OK`` for each, records it,
+and retries with backoff until the relay accepts or definitively rejects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import apsw
 import nostr_sdk
@@ -22,13 +23,17 @@ import structlog
 from powrd.config import PublisherConfig
 from powrd.library.authoring import AuthoringError, check_publishable
 from powrd.protocol.messages import machine_prefix
-from powrd.protocol.session import RelaySession
+from powrd.protocol.session import Output, PublishResult
 from powrd.protocol.signing import sign_event
 from powrd.store import outbox
 from powrd.store.ingest import BatchResult
 from powrd.sync import backoff
 from powrd.sync.pipeline import Pipeline
 from powrd.sync.waiting import wait_until_woken
+
+if TYPE_CHECKING:
+    from powrd.sync.auth import Authenticator
+    from powrd.sync.relay_connection import RelayConnection
 
 log = structlog.get_logger("powrd.sync.publisher")
 
@@ -128,13 +133,13 @@ class RelayDelivery:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.url = url
+        self.url, self.settings, self.clock = url, settings, clock
         self.store = pipeline.store
-        self.settings = settings
-        self.clock = clock
+        # Set to make the pump look at the outbox again (a publish, an OK, AUTH).
         self.wake = asyncio.Event()
         self.in_flight: set[str] = set()
         self.awaiting_auth: set[str] = set()
+        self._auth: Authenticator | None = None
 
     async def _record(
         self, event_id: str, state: str, *, reason: str | None = None, retry_attempt: int = 0
@@ -157,13 +162,12 @@ class RelayDelivery:
         row = outbox.attempts(self.store.reader(), event_id, self.url)
         return row if row is not None else 1
 
-    async def pump(self, send: Callable[[str], Awaitable[None]], session: RelaySession) -> None:
-        """Send due deliveries on this connection until cancelled."""
+    async def pump(self, connection: RelayConnection, auth: Authenticator) -> None:
+        """Send due deliveries on ``connection`` until cancelled; OKs come to :meth:`on_message`."""
+        self._auth = auth
         while True:
             self.wake.clear()
-            for event_id in session.timed_out_publishes(
-                time.monotonic(), self.settings.ok_timeout_seconds
-            ):
+            for event_id in connection.timed_out_publishes(self.settings.ok_timeout_seconds):
                 if event_id in self.in_flight:
                     self.in_flight.discard(event_id)
                     await self._record(
@@ -183,7 +187,7 @@ class RelayDelivery:
                     await self._record(event_id, outbox.SENT)
                     self.in_flight.add(event_id)
                     room -= 1
-                    await send(session.publish(event_id, raw, time.monotonic()))
+                    await connection.publish(event_id, raw, self)
             await self._sleep()
 
     async def _sleep(self) -> None:
@@ -195,6 +199,18 @@ class RelayDelivery:
             wait = max(0.05, next_due - self.clock())
             timeout = wait if timeout is None else min(timeout, wait)
         await wait_until_woken(self.wake, timeout)
+
+    async def on_message(self, output: Output) -> None:
+        """The relay's OK for an event this delivery sent."""
+        if not isinstance(output, PublishResult):
+            return
+        wants_auth = await self.on_result(output.event_id, output.accepted, output.message)
+        if wants_auth and self._auth is not None:
+            await self._auth.request(
+                "delivery",
+                self.authenticated,
+                no_identity="relay requires NIP-42 AUTH to publish; no identity",
+            )
 
     async def on_result(self, event_id: str, accepted: bool, message: str) -> bool:
         """Record a relay's OK; returns True when the relay wants NIP-42 AUTH first."""
@@ -220,7 +236,7 @@ class RelayDelivery:
         self.wake.set()
         return False
 
-    def authenticated(self) -> None:
+    async def authenticated(self) -> None:
         self.awaiting_auth.clear()
         self.wake.set()
 
@@ -230,3 +246,4 @@ class RelayDelivery:
             await self._record(event_id, outbox.PENDING)
         self.in_flight.clear()
         self.awaiting_auth.clear()
+        self._auth = None

@@ -99,7 +99,6 @@ class Resolver:
         self.clock = clock
         self.backfilling = backfilling
         self._held_since: float | None = None
-        self.requests = 0  # REQs sent, for status and tests
         self.policy = AddressPolicy(
             ("ws", "wss"), allow_private=allow_private_relays, resolve=resolve
         )
@@ -213,7 +212,6 @@ class Resolver:
         return {m.coordinate: failures[m.coordinate] for m in remaining}
 
     async def _ask(self, url: str, wanted: list[Missing], pinned: Pinned | None) -> FetchResult:
-        self.requests += 1
         return await fetch_once(
             url,
             batch_filters(wanted),

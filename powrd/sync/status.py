@@ -6,7 +6,10 @@ import enum
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from powrd.sync.backfill import Throttle
 
 from powrd.sync.backfill_progress import BackfillProgress
 
@@ -15,7 +18,6 @@ class RelayState(enum.StrEnum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     BACKOFF = "backoff"
-    DISABLED = "disabled"
 
 
 @dataclass(slots=True)
@@ -40,8 +42,9 @@ class RelayStatus:
     backoff_seconds: float = 0.0
     backfill_complete: bool = False
     backfill: BackfillProgress = field(default_factory=BackfillProgress)
-    throttle_seconds: float = 0.0
     notices: int = 0
+    # The current connection's request throttle (it lives with the subscriptions).
+    throttle: Throttle | None = None
 
     def as_dict(self, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
@@ -68,6 +71,6 @@ class RelayStatus:
             "backoff_s": round(self.backoff_seconds, 3),
             "backfill_complete": self.backfill_complete,
             "backfill": self.backfill.as_dict(now),
-            "throttle_s": round(self.throttle_seconds, 3),
+            "throttle_s": round(self.throttle.seconds, 3) if self.throttle is not None else 0.0,
             "notices": self.notices,
         }

@@ -1,9 +1,10 @@
 """A real Nostr relay in the test process: nostr-sdk's ``LocalRelay``.
 
 The relay runs on nostr-sdk's own (Rust) runtime and listens on 127.0.0.1; tests talk
-to it over real websockets, exactly as powrd's sync layer will. Its store is in memory:
-a relay that is stopped and started again (:meth:`LocalRelayHandle.restart`) comes back
-EMPTY. It returns at most 500 events per REQ, newest first.
+to it over real websockets, exactly as powrd's sync layer will. Its store is in memory.
+It returns at most 500 events per REQ, newest first. Its port is chosen by the relay and
+never reused: for a relay that goes down and comes back, put a
+:class:`~tests.support.proxy.SwitchableProxy` in front of it (or of a new one).
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ PUBLISH_WINDOW = 100
 PUBLISH_CONNECTIONS = 4
 PAGE_SIZE = 500
 REPLY_TIMEOUT = 15.0
-# nostr-sdk releases a port asynchronously after shutdown(); restarts wait this long.
-PORT_RELEASE_WAIT = 5.0
 # Only used to answer NIP-42 challenges; any key will do.
 AUTH_KEYS = keys_for("local-relay-auth", 0)
 
@@ -62,18 +61,17 @@ class LocalRelayHandle:
     that stops the relay on exit.
 
     Attributes:
-        url: ``ws://127.0.0.1:<port>``; stays the same across :meth:`restart`.
+        url: ``ws://127.0.0.1:<port>``.
         port: the TCP port.
         nip42: whether the relay requires NIP-42 AUTH for reads and writes. The helpers
             below authenticate by themselves (as :data:`AUTH_KEYS`).
     """
 
-    def __init__(self, relay: nostr_sdk.LocalRelay, url: str, options: _Options) -> None:
+    def __init__(self, relay: nostr_sdk.LocalRelay, url: str, nip42: bool) -> None:
         self._relay: nostr_sdk.LocalRelay | None = relay
-        self._options = options
         self.url = url
         self.port = int(url.rsplit(":", 1)[1].rstrip("/"))
-        self.nip42 = options.nip42
+        self.nip42 = nip42
 
     @property
     def running(self) -> bool:
@@ -84,15 +82,6 @@ class LocalRelayHandle:
         if self._relay is not None:
             self._relay.shutdown()
             self._relay = None
-
-    async def restart(self) -> None:
-        """Stop the relay and start a new, EMPTY one with the same options and port.
-
-        Raises:
-            RelayReplyError: the port did not come free within 5 seconds.
-        """
-        self.stop()
-        self._relay = await _run_relay(self._options, self.port)
 
     async def __aenter__(self) -> LocalRelayHandle:
         return self
@@ -187,26 +176,15 @@ class LocalRelayHandle:
                 await _read_ok(websocket, pending, replies)
 
 
-@dataclass(frozen=True)
-class _Options:
-    nip42: bool
-    max_reqs: int
-    notes_per_minute: int
-
-
 async def start_local_relay(
     *,
-    port: int | None = None,
     nip42: bool = False,
     max_reqs: int = 100_000,
     notes_per_minute: int = 10_000_000,
 ) -> LocalRelayHandle:
-    """Start nostr-sdk's in-memory relay on 127.0.0.1.
+    """Start nostr-sdk's in-memory relay on 127.0.0.1, on a free port it chooses.
 
     Args:
-        port: a fixed port, or None for a free one chosen by the relay (``port=0`` is
-            not supported by nostr-sdk). A fixed port that a stopped relay is still
-            releasing is retried for up to 5 s.
         nip42: require NIP-42 authentication for both reading and writing.
         max_reqs: the relay's rate limit on concurrent subscriptions per connection.
         notes_per_minute: the relay's rate limit on published events per connection.
@@ -215,37 +193,20 @@ async def start_local_relay(
         A running :class:`LocalRelayHandle`; call ``stop()`` (or use ``async with``).
 
     Raises:
-        RelayReplyError: the relay could not start (e.g. the port stayed in use).
+        RelayReplyError: the relay could not start.
     """
-    options = _Options(nip42, max_reqs, notes_per_minute)
-    relay = await _run_relay(options, port)
-    return LocalRelayHandle(relay, str(await relay.url()), options)
-
-
-async def _run_relay(options: _Options, port: int | None) -> nostr_sdk.LocalRelay:
-    """Start a relay; a fixed port just released by ``shutdown()`` gets 5 s to come free."""
-    deadline = time.monotonic() + PORT_RELEASE_WAIT
-    while True:
-        try:
-            return await _run_relay_once(options, port)
-        except Exception as error:  # nostr-sdk raises NostrSdkError.Generic
-            if port is None or "in use" not in str(error) or time.monotonic() > deadline:
-                raise RelayReplyError(f"cannot start a relay on port {port}: {error}") from error
-            await asyncio.sleep(0.05)  # a retry back-off, not synchronisation
-
-
-async def _run_relay_once(options: _Options, port: int | None) -> nostr_sdk.LocalRelay:
     builder = nostr_sdk.LocalRelayBuilder().rate_limit(
-        nostr_sdk.RateLimit(max_reqs=options.max_reqs, notes_per_minute=options.notes_per_minute)
+        nostr_sdk.RateLimit(max_reqs=max_reqs, notes_per_minute=notes_per_minute)
     )
-    if port is not None:
-        builder = builder.port(port)
-    if options.nip42:
+    if nip42:
         mode = nostr_sdk.LocalRelayBuilderNip42Mode.BOTH
         builder = builder.nip42(nostr_sdk.LocalRelayBuilderNip42(mode=mode))
     relay = builder.build()
-    await relay.run()
-    return relay
+    try:
+        await relay.run()
+    except Exception as error:  # nostr-sdk raises NostrSdkError.Generic
+        raise RelayReplyError(f"cannot start a relay: {error}") from error
+    return LocalRelayHandle(relay, str(await relay.url()), nip42)
 
 
 @asynccontextmanager

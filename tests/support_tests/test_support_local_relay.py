@@ -6,10 +6,12 @@ import json
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidMessage
 
 from powrd.protocol.event import loads
 from tests.support.corpus import current_ids, generate_corpus
 from tests.support.events import keys_for, make_exercise, pubkey_of
+from tests.support.proxy import proxy_in_front
 from tests.support.relays import (
     LocalRelayHandle,
     PublishRejected,
@@ -72,20 +74,25 @@ async def test_publish_reports_refusals(local_relay: LocalRelayHandle) -> None:
     assert await local_relay.fetch_all_ids({}) == {loads(new)["id"]}
 
 
-async def test_restart_keeps_the_url_and_starts_empty(local_relay: LocalRelayHandle) -> None:
+async def test_a_proxy_gives_a_relay_downtime_without_reusing_a_port(relay_factory) -> None:
     event = make_exercise(ALICE, "squat")
-    await local_relay.publish([event])
-    url = local_relay.url
-    local_relay.stop()
-    assert not local_relay.running
-    with pytest.raises(OSError):
-        async with connect(url, open_timeout=5):
-            pass
-    await local_relay.restart()
-    assert local_relay.url == url and local_relay.running
-    assert await local_relay.fetch_all_ids({}) == set()
-    await local_relay.publish([event])
-    assert await local_relay.fetch_all_ids({}) == {loads(event)["id"]}
+    relay = await relay_factory()
+    await relay.publish([event])
+    async with proxy_in_front(relay.port) as proxy:
+        async with connect(proxy.url) as open_before:
+            assert await single_req(proxy.url, {}) == [["EVENT", "s", loads(event)], ["EOSE", "s"]]
+            proxy.go_down()
+            with pytest.raises(ConnectionClosed):  # open connections are dropped
+                await open_before.recv()
+        with pytest.raises((OSError, InvalidMessage)):  # new ones are refused
+            async with connect(proxy.url, open_timeout=5):
+                pass
+        empty = await relay_factory()  # "comes back empty": a new relay, the same URL
+        proxy.go_up(empty.port)
+        assert await single_req(proxy.url, {}) == [["EOSE", "s"]]
+        proxy.go_down()
+        proxy.go_up()  # back to the last target
+        assert await single_req(proxy.url, {}) == [["EOSE", "s"]]
 
 
 async def test_nip42_relay_demands_auth_and_helpers_provide_it(relay_factory) -> None:
@@ -98,18 +105,16 @@ async def test_nip42_relay_demands_auth_and_helpers_provide_it(relay_factory) ->
 
 
 async def test_relay_factory_makes_independent_relays(relay_factory, corpus_small) -> None:
-    first, second = await relay_factory(), await relay_factory(port=None)
+    first, second = await relay_factory(), await relay_factory()
     assert first.url != second.url
     await first.publish(corpus_small)
     assert await first.fetch_all_ids({}) == current_ids(corpus_small)
     assert await second.fetch_all_ids({}) == set()
 
 
-async def test_fixed_port_and_context_manager(local_relay: LocalRelayHandle) -> None:
-    port = local_relay.port
-    local_relay.stop()
-    async with await start_local_relay(port=port) as relay:
-        assert relay.url == f"ws://127.0.0.1:{port}"
+async def test_context_manager_stops_the_relay() -> None:
+    async with await start_local_relay() as relay:
+        assert relay.url == f"ws://127.0.0.1:{relay.port}"
         assert await single_req(relay.url, {}) == [["EOSE", "s"]]
     assert not relay.running
 

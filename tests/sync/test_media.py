@@ -8,7 +8,6 @@ import gzip
 import hashlib
 import io
 import ipaddress
-import socket
 import ssl
 import subprocess
 import threading
@@ -63,18 +62,41 @@ class Route:
 
 @dataclass
 class MediaServer:
-    port: int
+    """Bound to a free port from construction; refuses connections until :meth:`start`.
+
+    The port is never released and bound again (another test could take it meanwhile):
+    a socket that is bound but not listening is what refuses connections while "down".
+    """
+
     routes: dict[str, Route] = field(default_factory=dict)
     hits: Counter[str] = field(default_factory=Counter)
     hosts: list[str] = field(default_factory=list)  # the Host header of each request
     released: threading.Event = field(default_factory=threading.Event)
     server: ThreadingHTTPServer | None = None
     tls: ssl.SSLContext | None = None  # serve https with this context
+    port: int = 0
+    _serving: bool = False
+
+    def __post_init__(self) -> None:
+        self.server = ThreadingHTTPServer(
+            ("127.0.0.1", 0), self._handler(), bind_and_activate=False
+        )
+        self.server.daemon_threads = True
+        self.server.server_bind()
+        self.port = int(self.server.server_address[1])
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def start(self) -> None:
+        assert self.server is not None
+        self.server.server_activate()
+        if self.tls is not None:
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
+        self._serving = True
+        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -109,29 +131,20 @@ class MediaServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        if self.tls is not None:
-            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
+        return Handler
 
     def stop(self) -> None:
         self.released.set()
         if self.server is not None:
-            self.server.shutdown()
+            if self._serving:
+                self.server.shutdown()
             self.server.server_close()
             self.server = None
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def server() -> Iterator[MediaServer]:
-    started = MediaServer(free_port())
+    started = MediaServer()
     started.start()
     yield started
     started.stop()
@@ -461,7 +474,7 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[MediaServer, ssl.SSLContext]]:
     )
     serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     serving.load_cert_chain(cert, key)
-    started = MediaServer(free_port(), tls=serving)
+    started = MediaServer(tls=serving)
     started.start()
     yield started, ssl.create_default_context(cafile=str(cert))
     started.stop()
@@ -490,7 +503,7 @@ async def test_https_to_a_pinned_address_verifies_the_url_host_name(
 
 async def test_server_down_then_up(store: Store, pipeline: Pipeline, make_fetcher: Any,
                                    clock: Clock) -> None:
-    down = MediaServer(free_port())
+    down = MediaServer()
     png = image_bytes((64, 64), "PNG")
     down.routes["/a.png"] = Route(png)
     coord = add_exercise(pipeline, down.url("/a.png"))

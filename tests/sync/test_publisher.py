@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 from pathlib import Path
 
 import nostr_sdk
@@ -16,6 +15,7 @@ from powrd.sync.publisher import PublishError, classify
 from tests.support.daemon import running_daemon, wait_for, write_config
 from tests.support.events import keys_for, pubkey_of
 from tests.support.faultrelay import Behaviour, FaultRelay
+from tests.support.proxy import proxy_in_front
 
 USER = keys_for("publisher", 0)
 EXERCISE_TAGS = [
@@ -39,12 +39,6 @@ def deliveries(daemon) -> dict[str, dict[str, str]]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_publish_is_local_first_then_on_the_relay(relay_factory, tmp_path: Path, key_file: Path) -> None:
     relay = await relay_factory()
     config = write_config(tmp_path, relays=[relay.url], authors=[pubkey_of(USER)], secret_key_file=key_file)
@@ -62,19 +56,18 @@ async def test_publish_is_local_first_then_on_the_relay(relay_factory, tmp_path:
 async def test_publish_while_relay_down_survives_a_restart_and_is_delivered_once(
     relay_factory, tmp_path: Path, key_file: Path
 ) -> None:
-    relay = await relay_factory()
-    port, url = relay.port, relay.url
-    relay.stop()
-    config = write_config(tmp_path, relays=[url], authors=[pubkey_of(USER)], secret_key_file=key_file)
-    async with running_daemon(config) as daemon:
-        event_id = await daemon.publisher.publish(33401, "", EXERCISE_TAGS)
-        assert deliveries(daemon)[event_id] == {url: "pending"}
-    await relay.restart()
-    assert relay.port == port
-    async with running_daemon(config) as daemon:
-        await wait_for(lambda: deliveries(daemon)[event_id] == {url: "accepted"}, what="delivery after restart")
-        entry = outbox.entries(daemon.store.reader())[0]
-        assert entry["done"] is True
+    async with proxy_in_front(None) as down:  # the relay's address refuses connections
+        url = down.url
+        config = write_config(tmp_path, relays=[url], authors=[pubkey_of(USER)], secret_key_file=key_file)
+        async with running_daemon(config) as daemon:
+            event_id = await daemon.publisher.publish(33401, "", EXERCISE_TAGS)
+            assert deliveries(daemon)[event_id] == {url: "pending"}
+        relay = await relay_factory()
+        down.go_up(relay.port)
+        async with running_daemon(config) as daemon:
+            await wait_for(lambda: deliveries(daemon)[event_id] == {url: "accepted"}, what="delivery after restart")
+            entry = outbox.entries(daemon.store.reader())[0]
+            assert entry["done"] is True
     assert await relay.fetch_all_ids({"authors": [pubkey_of(USER)]}) == {event_id}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from pathlib import Path
 
@@ -27,17 +26,11 @@ from tests.support.events import (
     pubkey_of,
 )
 from tests.support.faultrelay import FaultRelay
+from tests.support.proxy import proxy_in_front
 
 ALICE = keys_for("resolver", 0)
 FAST = ResolverConfig(retry_min_seconds=0.2, retry_max_seconds=2.0, fetch_timeout_seconds=5.0,
                         not_found_retry_seconds=3600)
-
-
-def free_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"ws://127.0.0.1:{port}"  # nothing listens there once the socket is closed
 
 
 @pytest.fixture
@@ -115,23 +108,24 @@ async def test_missing_exercises_of_one_author_cost_one_req_per_relay(store: Sto
 
 
 async def test_unreachable_relay_backs_off_between_attempts(store: Store) -> None:
-    pipeline = Pipeline(store, Policy())
-    dead = free_port_url()
-    now = [time.time()]
-    settings = ResolverConfig(retry_min_seconds=10, retry_max_seconds=1000, fetch_timeout_seconds=5)
-    resolver = Resolver(pipeline, lambda: [dead], settings, clock=lambda: now[0])
-    submit(pipeline, make_template(ALICE, "t", [(coordinate(33401, ALICE, "gone"), "")]))
-    gaps = []
-    for _ in range(4):
-        before = int(now[0])
-        assert await resolver.run_once()
-        (entry,) = queue(store).values()
-        assert entry["state"] == "pending" and "connect" in entry["last_error"]
-        gaps.append(entry["next_attempt"] - before)
-        assert not await resolver.run_once()  # nothing is due before the backoff ends
-        now[0] = entry["next_attempt"]
-    assert entry["attempts"] == 4
-    assert gaps == sorted(gaps) and gaps[-1] >= 4 * gaps[0]
+    async with proxy_in_front(None) as dead:  # bound, but refuses every connection
+        pipeline = Pipeline(store, Policy())
+        now = [time.time()]
+        settings = ResolverConfig(retry_min_seconds=10, retry_max_seconds=1000, fetch_timeout_seconds=5)
+        resolver = Resolver(pipeline, lambda: [dead.url], settings, clock=lambda: now[0])
+        submit(pipeline, make_template(ALICE, "t", [(coordinate(33401, ALICE, "gone"), "")]))
+        gaps = []
+        for _ in range(4):
+            before = int(now[0])
+            assert await resolver.run_once()
+            (entry,) = queue(store).values()
+            assert entry["state"] == "pending" and "connect" in entry["last_error"]
+            gaps.append(entry["next_attempt"] - before)
+            assert not await resolver.run_once()  # nothing is due before the backoff ends
+            now[0] = entry["next_attempt"]
+        assert entry["attempts"] == 4
+        assert gaps == sorted(gaps) and gaps[-1] >= 4 * gaps[0]
+        assert dead.accepted == 4
 
 
 async def test_not_found_after_every_relay_answered_then_retried_when_asked(store: Store) -> None:
