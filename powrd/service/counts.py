@@ -45,18 +45,19 @@ class StatusCounts:
 
     def get(self) -> dict[str, Any]:
         """The counts, and ``as_of_s``: their age in seconds (0 when counted just now)."""
-        latest = self._latest
+        latest, counted_at = self._latest, self._counted_at
         if latest is None or latest["events"] < self.background_from_events:
             self._count()  # a few milliseconds: always exact
+            latest, counted_at = self._latest, self._counted_at
         elif self._running is None and (
             self._stale or time.monotonic() - self._counted_at >= MAX_AGE_SECONDS
         ):
+            # The answer is the count finished before this call, whenever the new one ends.
             self._stale = False
             self._running = self._executor.submit(self._count)
             self._running.add_done_callback(self._finished)
-        assert self._latest is not None
-        age = time.monotonic() - self._counted_at
-        return {**self._latest, "as_of_s": round(age, 3)}
+        assert latest is not None
+        return {**latest, "as_of_s": round(time.monotonic() - counted_at, 3)}
 
     def close(self) -> None:
         """Wait for a count in progress and stop the thread (before the store closes)."""
