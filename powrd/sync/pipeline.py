@@ -50,10 +50,6 @@ class SubmitResult:
     rejected: list[tuple[str | None, str]] = field(default_factory=list)  # (event id, reason)
     batch: BatchResult | None = None
 
-    @property
-    def newest_created_at(self) -> int | None:
-        return max((e.created_at for e in self.stored), default=None)
-
 
 AlsoInTransaction = Callable[[apsw.Connection, BatchResult], None]
 
