@@ -171,9 +171,22 @@ DERIVED = (("incomplete_templates", "template_seq"),)
 OWNED = tuple((t.name, t.owner) for t in TABLES if t.owner is not None) + DERIVED
 """(table, owner column) of every row that belongs to one current event."""
 
-Rows = dict[Table, list[tuple[object, ...]]]
+Row = tuple[object, ...]
+Rows = dict[Table, list[Row]]
 Ids = dict[str, int]
 """Interned coordinate -> its id in ``coordinates``."""
+
+
+def _reference_rows(seq: int, refs: Sequence[Reference], ids: Ids) -> list[Row]:
+    """A template's exercises or a record's sets, in the fields of both their row types.
+
+    Plain tuples: there are some ten of these per event, and unlike row-type instances
+    tuples of plain values cost the garbage collector nothing.
+    """
+    return [
+        (seq, position, ids[ref.coordinate], ref.relay_hint, dumps(ref.params))
+        for position, ref in enumerate(refs)
+    ]
 
 
 def _exercise(rows: Rows, seq: int, event: Event, row: ExerciseRow) -> None:
@@ -200,13 +213,7 @@ def _template(rows: Rows, seq: int, event: Event, row: TemplateRow, ids: Ids) ->
         rest_between_rounds=row.rest_between_rounds, hashtags=dumps(row.hashtags),
         content=event.content, created_at=event.created_at,
     ))
-    rows[TEMPLATE_EXERCISES].extend(
-        TemplateExercise(
-            template_seq=seq, position=position, coordinate_id=ids[ref.coordinate],
-            relay_hint=ref.relay_hint, params=dumps(ref.params),
-        )
-        for position, ref in enumerate(row.exercises)
-    )
+    rows[TEMPLATE_EXERCISES] += _reference_rows(seq, row.exercises, ids)
 
 
 def _record(rows: Rows, seq: int, event: Event, row: RecordRow, ids: Ids) -> None:
@@ -220,20 +227,13 @@ def _record(rows: Rows, seq: int, event: Event, row: RecordRow, ids: Ids) -> Non
         template_relay=template.relay_hint if template else None, prs=dumps(row.prs),
         hashtags=dumps(row.hashtags), content=event.content, created_at=event.created_at,
     ))
-    rows[RECORD_SETS].extend(
-        RecordSet(
-            record_seq=seq, position=position, coordinate_id=ids[ref.coordinate],
-            relay_hint=ref.relay_hint, params=dumps(ref.params),
-        )
-        for position, ref in enumerate(row.sets)
-    )
+    rows[RECORD_SETS] += _reference_rows(seq, row.sets, ids)
 
 
 def _add(rows: Rows, seq: int, event: Event, processed: Processed, ids: Ids) -> None:
     if processed.warnings:
         rows[WARNINGS].extend(
-            ProcessingWarning(seq, position, text)
-            for position, text in enumerate(processed.warnings)
+            (seq, position, text) for position, text in enumerate(processed.warnings)
         )
     row = processed.row  # each kind's row has its builder
     if isinstance(row, ExerciseRow):
@@ -242,9 +242,10 @@ def _add(rows: Rows, seq: int, event: Event, processed: Processed, ids: Ids) -> 
         _template(rows, seq, event, row, ids)
     elif isinstance(row, RecordRow):
         _record(rows, seq, event, row, ids)
-    rows[DEPENDENCY_REFS].extend(
-        DependencyRef(seq, ids[ref.coordinate], ref.relay_hint) for ref in processed.dependencies
-    )
+    if processed.dependencies:  # DependencyRef's fields, as plain tuples (see above)
+        rows[DEPENDENCY_REFS] += [
+            (seq, ids[ref.coordinate], ref.relay_hint) for ref in processed.dependencies
+        ]
 
 
 def write(
@@ -301,7 +302,7 @@ def intern_coordinates(conn: apsw.Connection, refs: Iterator[Reference], ids: Id
     new = [coordinate for coordinate in wanted if coordinate not in ids]
     if new:
         (last,) = conn.execute("SELECT coalesce(max(id), 0) FROM coordinates").fetchone() or (0,)
-        rows: list[tuple[object, ...]] = []
+        rows: list[Row] = []
         for number, coordinate in enumerate(new, start=int(last) + 1):
             kind, pubkey, d = coordinate.split(":", 2)
             ids[coordinate] = number

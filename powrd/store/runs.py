@@ -24,30 +24,17 @@ import apsw
 from powrd.protocol import reasons
 from powrd.protocol.event import dumps, is_addressable
 from powrd.protocol.validate import expiration
-from powrd.store import deletion, processed, replacement, resolution
-from powrd.store.batch import (
-    DUPLICATE,
-    REJECTED,
-    STORED,
-    SUPERSEDED,
-    Address,
-    BatchResult,
-    IngestItem,
-    Outcome,
-    content_label,
-    is_newer,
-)
+from powrd.store import batch, deletion, processed, replacement, resolution
+from powrd.store.batch import Address, BatchResult, IngestItem, Outcome
 from powrd.store.rows import Reference
 
 Planned = tuple[IngestItem, Address | None]
 """An item and its address, worked out once per batch."""
 
-_OUTCOMES = {
-    STORED: Outcome(STORED),
-    SUPERSEDED: Outcome(SUPERSEDED),
-    DUPLICATE: Outcome(DUPLICATE),
-}
-_DELETED = Outcome(REJECTED, reasons.DELETED)
+_STORED = Outcome(batch.STORED)
+_SUPERSEDED = Outcome(batch.SUPERSEDED)
+_DUPLICATE = Outcome(batch.DUPLICATE)
+_DELETED = Outcome(batch.REJECTED, reasons.DELETED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +71,7 @@ def store(
     kept: list[Planned] = []
     for item, address in run:
         if item.event.id in stored_ids:
-            outcomes.append(_OUTCOMES[DUPLICATE])
+            outcomes.append(_DUPLICATE)
         elif tombstones and deletion.is_deleted(item.event, address, tombstones):
             outcomes.append(_DELETED)
         else:
@@ -94,7 +81,7 @@ def store(
     decided = iter(entries)
     for screened in outcomes:
         current = screened is None and next(decided).current
-        result.outcomes.append(screened or _OUTCOMES[STORED if current else SUPERSEDED])
+        result.outcomes.append(screened or (_STORED if current else _SUPERSEDED))
     if not entries:
         return
     if replaced:
@@ -117,7 +104,7 @@ def _entries(
         current = True
         if rival is not None:
             rival_seq, rival_created_at, rival_id = rival
-            if is_newer(event.created_at, event.id, rival_created_at, rival_id):
+            if batch.is_newer(event.created_at, event.id, rival_created_at, rival_id):
                 replaced.append((rival_seq, position))
             else:
                 current = False
@@ -250,7 +237,8 @@ def _resolve(
         # Stored one at a time, a dependent stored before one of its coordinates
         # arrives (or at its own arrival) is re-resolved then, which marks it changed;
         # almost always it is marked already, for its own row.
-        label = content_label(event.kind, event.pubkey, address[2] if address else None, event.id)
+        d_tag = address[2] if address else None
+        label = batch.content_label(event.kind, event.pubkey, d_tag, event.id)
         if label not in result.changed and any(
             arrivals.get(ref.coordinate, -1) >= entry.seq for ref in made.dependencies
         ):
