@@ -5,10 +5,16 @@ made from them), and filled by one builder from what the library made of an even
 (:class:`~powrd.store.rows.Processed`). Ingest, replacement and rebuild all go through
 :func:`write` and :data:`TABLES`; nothing else names these columns when writing.
 
-To add a column: add the field to the row type and give it a value in the builder.
-To add a table: declare its row type and :class:`Table` in :data:`TABLES` (parents
-before children), and have the builder of its kind append rows to it. A table whose
-rows belong to one event (``owner``) loses them when that event stops being current.
+Wide per-event rows are built by keyword from their row type; the narrow ones of which
+an event has many (references, dependencies, warnings) are plain tuples in their row
+type's field order, which the garbage collector does not track.
+
+To add a column (beside its migration): add the field to the row type and give it a
+value in the builder. To add a table: declare its row type and a :class:`Table` in
+:data:`TABLES` (parents before children), and have the builder of its kind append rows
+to it. A table whose rows belong to one event (``owner``) loses them when that event
+stops being current; ``tests/store/test_processed_tables.py`` checks that every table
+hanging off an event is declared.
 """
 
 from __future__ import annotations
