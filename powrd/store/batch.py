@@ -1,7 +1,7 @@
 """What one writer batch takes in and gives back.
 
-The writer's ingest (:mod:`powrd.store.ingest`) runs a batch partly event by event and
-partly in bulk (:mod:`powrd.store.bulk`); both speak these types.
+The writer's ingest (:mod:`powrd.store.ingest`) plans a batch as runs and stores each
+with :mod:`powrd.store.runs`; both speak these types.
 """
 
 from __future__ import annotations
@@ -28,13 +28,11 @@ class IngestItem:
         event: the event (id and signature already verified).
         source: ``local``, ``import`` or the relay URL it came from.
         processed: what the library made of it.
-        raw: the event's compact JSON when the caller already has it.
     """
 
     event: Event
     source: str
     processed: Processed
-    raw: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,20 +97,22 @@ def _check_usable(conn: apsw.Connection, path: Path) -> None:
         )
 
 
+_EXPLANATIONS: tuple[tuple[type[apsw.Error], str], ...] = (
+    (apsw.ReadOnlyError, "database is read-only; make it writable by the daemon's user"),
+    (apsw.NotADBError, "not an SQLite database (or corrupt); move it aside"),
+    (apsw.CorruptError, "database is corrupt; restore a backup or move it aside"),
+    (apsw.CantOpenError, "cannot open; check the directory exists and is writable"),
+    (apsw.FullError, "the disk is full; free some space and start again"),
+    (apsw.BusyError, "the database is locked by another program; stop it first"),
+)
+"""What each SQLite error says about the database file, and what to do (first match)."""
+
+
 def _explain(path: Path, error: apsw.Error) -> StoreError:
     """One line saying what is wrong with the database file and what to do."""
-    if isinstance(error, apsw.ReadOnlyError):
-        return StoreError(f"{path}: database is read-only; make it writable by the daemon's user")
-    if isinstance(error, apsw.NotADBError):
-        return StoreError(f"{path}: not an SQLite database (or corrupt); move it aside")
-    if isinstance(error, apsw.CorruptError):
-        return StoreError(f"{path}: database is corrupt; restore a backup or move it aside")
-    if isinstance(error, apsw.CantOpenError):
-        return StoreError(f"{path}: cannot open; check the directory exists and is writable")
-    if isinstance(error, apsw.FullError):
-        return StoreError(f"{path}: the disk is full; free some space and start again")
-    if isinstance(error, apsw.BusyError):
-        return StoreError(f"{path}: the database is locked by another program; stop it first")
+    for kind, explanation in _EXPLANATIONS:
+        if isinstance(error, kind):
+            return StoreError(f"{path}: {explanation}")
     return StoreError(f"{path}: cannot use the database: {error}")
 
 

@@ -1,7 +1,7 @@
 """The fetch queue of missing coordinates: due entries, attempts, backoff, not_found.
 
 Entries are added by the writer while resolving dependencies (see
-:mod:`powrd.store.processed`) and removed when their coordinate arrives by any path.
+:mod:`powrd.store.resolution`) and removed when their coordinate arrives by any path.
 """
 
 from __future__ import annotations

@@ -2,46 +2,93 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import apsw
 
 from powrd.protocol.event import loads
 
-_EXERCISE_COLUMNS = (
-    "x.coordinate, e.id, x.pubkey, e.d_tag, x.title, x.equipment, x.difficulty, x.format,"
-    " x.format_units, x.hashtags, x.content, x.created_at"
+Field = tuple[str, str, Callable[[Any], Any] | None]
+"""(answer key, SQL expression, decoder of the stored value or None) of one answer field."""
+
+
+def _json_or_empty(value: str | None) -> Any:
+    return loads(value) if value else []
+
+
+def _unreadable(value: str) -> list[dict[str, Any]]:
+    return [{"tag": tag, "warning": warning} for tag, warning in loads(value)]
+
+
+def _flag(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
+
+
+_EXERCISE: tuple[Field, ...] = (
+    ("coordinate", "x.coordinate", None),
+    ("event_id", "e.id", None),
+    ("pubkey", "x.pubkey", None),
+    ("d", "e.d_tag", None),
+    ("title", "x.title", None),
+    ("equipment", "x.equipment", None),
+    ("difficulty", "x.difficulty", None),
+    ("format", "x.format", loads),
+    ("format_units", "x.format_units", loads),
+    ("hashtags", "x.hashtags", loads),
+    ("content", "x.content", None),
+    ("created_at", "x.created_at", None),
+)
+_TEMPLATE: tuple[Field, ...] = (
+    ("coordinate", "t.coordinate", None),
+    ("event_id", "e.id", None),
+    ("pubkey", "t.pubkey", None),
+    ("d", "e.d_tag", None),
+    ("title", "t.title", None),
+    ("type", "t.type", None),
+    ("rounds", "t.rounds", None),
+    ("duration", "t.duration", None),
+    ("interval", "t.interval", None),
+    ("rest_between_rounds", "t.rest_between_rounds", None),
+    ("hashtags", "t.hashtags", loads),
+    ("content", "t.content", None),
+    ("created_at", "t.created_at", None),
+    ("missing", "i.missing_exercises", _json_or_empty),
+    ("unreadable", "t.unreadable", _unreadable),
+)
+_RECORD: tuple[Field, ...] = (
+    ("event_id", "r.event_id", None),
+    ("pubkey", "r.pubkey", None),
+    ("kind", "r.kind", None),
+    ("title", "r.title", None),
+    ("type", "r.type", None),
+    ("start", "r.start", None),
+    ("end", 'r."end"', None),
+    ("completed", "r.completed", _flag),
+    ("rounds_completed", "r.rounds_completed", None),
+    ("interval", "r.interval", None),
+    ("template", "r.template_coordinate", None),
+    ("prs", "r.prs", loads),
+    ("hashtags", "r.hashtags", loads),
+    ("content", "r.content", None),
+    ("created_at", "r.created_at", None),
+    ("missing", "i.missing_exercises", _json_or_empty),
+    ("activity", "r.activity", None),
+    ("metrics", "r.metrics", loads),
+    ("unreadable", "r.unreadable", _unreadable),
 )
 
 
-def _exercise(row: tuple[Any, ...]) -> dict[str, Any]:
-    (
-        coordinate,
-        event_id,
-        pubkey,
-        d,
-        title,
-        equipment,
-        difficulty,
-        fmt,
-        units,
-        tags,
-        content,
-        created,
-    ) = row
+def _select(fields: tuple[Field, ...]) -> str:
+    """The SELECT list of an answer's fields."""
+    return ", ".join(sql for _, sql, _ in fields)
+
+
+def _answer(fields: tuple[Field, ...], row: Sequence[Any]) -> dict[str, Any]:
+    """An answer from a row selected with :func:`_select` (same order)."""
     return {
-        "coordinate": coordinate,
-        "event_id": event_id,
-        "pubkey": pubkey,
-        "d": d,
-        "title": title,
-        "equipment": equipment,
-        "difficulty": difficulty,
-        "format": loads(fmt),
-        "format_units": loads(units),
-        "hashtags": loads(tags),
-        "content": content,
-        "created_at": created,
+        key: value if decode is None else decode(value)
+        for (key, _, decode), value in zip(fields, row, strict=True)
     }
 
 
@@ -85,11 +132,11 @@ def exercises(
         ("EXISTS (SELECT 1 FROM json_each(x.hashtags) WHERE value = ?)", tag),
     )
     sql = (
-        f"SELECT {_EXERCISE_COLUMNS} FROM exercise_definitions x"  # noqa: S608
+        f"SELECT {_select(_EXERCISE)} FROM exercise_definitions x"  # noqa: S608
         f" JOIN nostr_events e ON e.seq = x.event_seq {where}"
         " ORDER BY x.title, x.coordinate LIMIT ?"
     )
-    return [_exercise(row) for row in conn.execute(sql, (*args, limit))]
+    return [_answer(_EXERCISE, row) for row in conn.execute(sql, (*args, limit))]
 
 
 def exercises_by_coordinate(
@@ -100,62 +147,28 @@ def exercises_by_coordinate(
         chunk = coordinates[start : start + 500]
         marks = ",".join("?" * len(chunk))
         for row in conn.execute(
-            f"SELECT {_EXERCISE_COLUMNS} FROM exercise_definitions x"  # noqa: S608
+            f"SELECT {_select(_EXERCISE)} FROM exercise_definitions x"  # noqa: S608
             f" JOIN nostr_events e ON e.seq = x.event_seq WHERE x.coordinate IN ({marks})",
             chunk,
         ):
-            found[row[0]] = _exercise(row)
+            found[row[0]] = _answer(_EXERCISE, row)
     return found
 
 
 def template(conn: apsw.Connection, coordinate: str) -> dict[str, Any] | None:
     """A current template with its exercise references and its missing list."""
     row = conn.execute(
-        "SELECT t.event_seq, e.id, t.pubkey, e.d_tag, t.title, t.type, t.rounds, t.duration,"
-        " t.interval, t.rest_between_rounds, t.hashtags, t.content, t.created_at,"
-        " i.missing_exercises, t.unreadable FROM templates t"
+        f"SELECT t.event_seq, {_select(_TEMPLATE)} FROM templates t"  # noqa: S608
         " JOIN nostr_events e ON e.seq = t.event_seq"
         " LEFT JOIN incomplete_templates i ON i.template_seq = t.event_seq WHERE t.coordinate = ?",
         (coordinate,),
     ).fetchone()
     if row is None:
         return None
-    (
-        seq,
-        event_id,
-        pubkey,
-        d,
-        title,
-        kind_type,
-        rounds,
-        duration,
-        interval,
-        rest,
-        tags,
-        content,
-        created,
-        missing,
-        unreadable,
-    ) = row
-    references = _references(conn, "template_exercises", "template_seq", seq)
-    return {
-        "coordinate": coordinate,
-        "event_id": event_id,
-        "pubkey": pubkey,
-        "d": d,
-        "title": title,
-        "type": kind_type,
-        "rounds": rounds,
-        "duration": duration,
-        "interval": interval,
-        "rest_between_rounds": rest,
-        "hashtags": loads(tags),
-        "content": content,
-        "created_at": created,
-        "missing": loads(missing) if missing else [],
-        "unreadable": [{"tag": tag, "warning": warning} for tag, warning in loads(unreadable)],
-        "references": references,
-    }
+    seq, *fields = row
+    answer = _answer(_TEMPLATE, fields)
+    answer["references"] = _references(conn, "template_exercises", "template_seq", seq)
+    return answer
 
 
 def records(
@@ -173,62 +186,13 @@ def records(
         ("coalesce(r.start, r.created_at) <= ?", until),
     )
     result: list[dict[str, Any]] = []
-    for row in conn.execute(
-        'SELECT r.event_seq, r.event_id, r.pubkey, r.kind, r.title, r.type, r.start, r."end",'  # noqa: S608
-        " r.completed, r.rounds_completed, r.interval, r.template_coordinate, r.prs, r.hashtags,"
-        " r.content, r.created_at, i.missing_exercises, r.activity, r.metrics, r.unreadable"
-        f" FROM workout_records r"
+    for seq, *fields in conn.execute(
+        f"SELECT r.event_seq, {_select(_RECORD)} FROM workout_records r"  # noqa: S608
         f" LEFT JOIN incomplete_templates i ON i.template_seq = r.event_seq {where}"
         " ORDER BY coalesce(r.start, r.created_at) DESC, r.event_id LIMIT ?",
         (*args, limit),
     ):
-        (
-            seq,
-            event_id,
-            pubkey,
-            kind,
-            title,
-            kind_type,
-            start,
-            end,
-            completed,
-            rounds,
-            interval,
-            template_coordinate,
-            prs,
-            tags,
-            content,
-            created,
-            missing,
-            activity,
-            metrics,
-            unreadable,
-        ) = row
-        sets = _references(conn, "record_sets", "record_seq", seq)
-        result.append(
-            {
-                "event_id": event_id,
-                "pubkey": pubkey,
-                "kind": kind,
-                "title": title,
-                "type": kind_type,
-                "start": start,
-                "end": end,
-                "completed": None if completed is None else bool(completed),
-                "rounds_completed": rounds,
-                "interval": interval,
-                "template": template_coordinate,
-                "prs": loads(prs),
-                "hashtags": loads(tags),
-                "content": content,
-                "created_at": created,
-                "missing": loads(missing) if missing else [],
-                "activity": activity,
-                "metrics": loads(metrics),
-                "unreadable": [
-                    {"tag": tag, "warning": warning} for tag, warning in loads(unreadable)
-                ],
-                "sets": sets,
-            }
-        )
+        answer = _answer(_RECORD, fields)
+        answer["sets"] = _references(conn, "record_sets", "record_seq", seq)
+        result.append(answer)
     return result

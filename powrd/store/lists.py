@@ -1,43 +1,17 @@
-"""POWR lists (NIP-51 kind 30003) as collections: writing their members and reading them.
+"""POWR lists (NIP-51 kind 30003) as collections, read back with their members.
 
-A collection's members that are not stored are ordinary dependencies (``dependency_refs``):
-the writer path that calls :func:`write` also writes those, so missing members are
+They are written by :mod:`powrd.store.processed` like every processed table. Members
+that are not stored are ordinary dependencies (``dependency_refs``), so they are
 resolved, queued and re-resolved exactly like a template's exercises.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import apsw
 
-from powrd.protocol.event import Event, loads
-from powrd.store.rows import CollectionRow
-
-
-def write(
-    conn: apsw.Connection, seq: int, event: Event, row: CollectionRow, ids: Mapping[str, int]
-) -> None:
-    """Insert one current list and its members; ``ids`` interns every member coordinate."""
-    conn.execute(
-        "INSERT INTO collections (event_seq, coordinate, pubkey, d_tag, title, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (seq, event.coordinate, event.pubkey, event.d_tag or "", row.title, event.created_at),
-    )
-    conn.executemany(
-        "INSERT INTO collection_members (collection_seq, position, coordinate_id, relay_hint)"
-        " VALUES (?, ?, ?, ?)",
-        [
-            (seq, position, ids[member.coordinate], member.relay_hint)
-            for position, member in enumerate(row.members)
-        ],
-    )
-
-
-def remove(conn: apsw.Connection, seq: int) -> None:
-    """Drop a list that is no longer current (its members go with it)."""
-    conn.execute("DELETE FROM collections WHERE event_seq = ?", (seq,))
+from powrd.protocol.event import loads
 
 
 def collections(conn: apsw.Connection, author: str | None = None) -> list[dict[str, Any]]:

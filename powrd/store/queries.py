@@ -79,17 +79,6 @@ def event_by_id(conn: apsw.Connection, event_id: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-def rejected_log(conn: apsw.Connection, limit: int = 100) -> list[dict[str, Any]]:
-    return [
-        {"event_id": event_id, "source": source, "reason": reason, "received_at": received_at}
-        for event_id, source, reason, received_at in conn.execute(
-            "SELECT event_id, source, reason, received_at FROM rejected_events"
-            " ORDER BY seq DESC LIMIT ?",
-            (limit,),
-        )
-    ]
-
-
 def processing_warnings(conn: apsw.Connection, event_id: str) -> list[str]:
     return [
         row[0]

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import islice
 
 import apsw
 
 from powrd.protocol.event import Event
-from powrd.store import processed as processed_rows
-from powrd.store import queries
+from powrd.store import processed, queries, resolution
 from powrd.store.rows import Processed
 
-PROCESSED_TABLES = (
-    "exercise_definitions",
-    "templates",
-    "template_exercises",
-    "workout_records",
-    "record_sets",
-    "collections",
-    "collection_members",
-    "dependency_refs",
-    "incomplete_templates",
-    "processing_warnings",
-)
+PROCESSED_TABLES = tuple(table for table, _ in processed.OWNED)
+CHUNK = 1000
+"""Events whose rows are built and written together (bounds the rows held in memory)."""
 
 
 def snapshot(conn: apsw.Connection) -> dict[str, object]:
@@ -43,13 +34,20 @@ def snapshot(conn: apsw.Connection) -> dict[str, object]:
 
 
 def rebuild(conn: apsw.Connection, items: Iterable[tuple[int, Event, Processed]]) -> None:
-    """Replace every processed row with what ``items`` say (a writer operation)."""
+    """Replace every processed row with what ``items`` (current events, by seq) say.
+
+    A writer operation. Which events are current does not change, so each chunk's
+    dependents are resolved against the final state at once.
+    """
     for table in PROCESSED_TABLES:
         conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+    coordinate_ids: dict[str, int] = {}
     missing: set[str] = set()
-    changed: set[str] = set()
-    for seq, event, processed in items:
-        processed_rows.write(conn, seq, event, processed, missing, changed)
+    events = iter(items)
+    while chunk := list(islice(events, CHUNK)):
+        processed.write(conn, chunk, coordinate_ids)
+        dependents = {seq: event.kind for seq, event, made in chunk if made.dependencies}
+        resolution.resolve_listed(conn, dependents, missing)
     conn.execute(
         "DELETE FROM fetch_queue WHERE NOT EXISTS"
         " (SELECT 1 FROM dependencies d WHERE d.coordinate = fetch_queue.coordinate)"

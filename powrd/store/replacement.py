@@ -1,15 +1,15 @@
-"""Demoting the stored versions that a bulk run replaces.
+"""Demoting the stored versions that a run (:mod:`powrd.store.runs`) replaces.
 
-The bulk counterpart of what :func:`powrd.store.ingest.ingest_one` does when a newer
-version of an address arrives: the old version stops being current and loses its
-processed rows (:func:`powrd.store.processed.remove`). Everything here happens before
-the run's own events are inserted, so the old versions' ``exercise_definitions`` and
-``templates`` rows are gone before the new ones (same coordinate) go in.
+When a newer version of an address arrives, the old version stops being current and
+loses its processed rows (:data:`powrd.store.processed.OWNED`). Everything here
+happens before the run's own events are inserted, so the old versions'
+``exercise_definitions`` and ``templates`` rows are gone before the new ones (same
+coordinate) go in.
 
-One step depends on order: the per-event path drops a fetch-queue entry that an old
-version needed when, at that moment, nothing else needs it any more; the run's events
-that came before the replacing one count, those after it do not. :func:`demote`
-replays that decision from the run's order.
+One step depends on order: stored one at a time, a replacement drops a fetch-queue
+entry that the old version needed when, at that moment, nothing else needs it any
+more; the run's events that came before the replacing one count, those after it do
+not. :func:`demote` replays that decision from the run's order.
 """
 
 from __future__ import annotations
@@ -19,16 +19,7 @@ from collections.abc import Callable, Sequence
 import apsw
 
 from powrd.protocol.event import dumps
-
-_PROCESSED = (
-    ("exercise_definitions", "event_seq"),
-    ("templates", "event_seq"),
-    ("workout_records", "event_seq"),
-    ("collections", "event_seq"),
-    ("dependency_refs", "dependent_seq"),
-    ("incomplete_templates", "template_seq"),
-    ("processing_warnings", "event_seq"),
-)
+from powrd.store import processed
 
 NeededBefore = Callable[[str, int], bool]
 """(coordinate, position) -> whether a run event before ``position`` depends on it."""
@@ -57,11 +48,7 @@ def demote(
         listed,
     ):
         needs.setdefault(seq, set()).add(coordinate)
-    for table, column in _PROCESSED:
-        conn.execute(
-            f"DELETE FROM {table} WHERE {column} IN (SELECT value FROM json_each(?))",  # noqa: S608
-            listed,
-        )
+    processed.delete_owned(conn, listed[0])
     if needs:
         _drop_unneeded_fetches(conn, replaced, needs, needed_before)
 
@@ -72,7 +59,7 @@ def _drop_unneeded_fetches(
     needs: dict[int, set[str]],
     needed_before: NeededBefore,
 ) -> None:
-    """Drop the queue entries the per-event path would drop when removing old versions."""
+    """Drop the queue entries that storing one at a time drops with the old versions."""
     queued = {
         row[0]
         for row in conn.execute(

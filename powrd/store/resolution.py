@@ -47,7 +47,6 @@ def _missing_references_sql(selector: str) -> str:
     )
 
 
-_MISSING_OF_ONE = _missing_references_sql("r.dependent_seq = ?")
 _MISSING_OF_LISTED = _missing_references_sql("r.dependent_seq IN (SELECT value FROM json_each(?))")
 
 
@@ -66,41 +65,6 @@ def is_present(conn: apsw.Connection, coordinate: str) -> bool:
 def merge_hints(known: list[str], hints: Iterable[str]) -> list[str]:
     """``known`` followed by the hints it lacks, in the order given."""
     return known + [h for h in hints if h not in known]
-
-
-def enqueue_fetch(
-    conn: apsw.Connection, coordinate: str, hints: list[str], now: int | None = None
-) -> bool:
-    """Queue a missing coordinate (merging relay hints); True when it was not queued yet."""
-    address = split_coordinate(coordinate)
-    if address is None:
-        return False
-    row = conn.execute(
-        "SELECT relay_hints FROM fetch_queue WHERE coordinate = ?", (coordinate,)
-    ).fetchone()
-    if row is None:
-        conn.execute(
-            "INSERT INTO fetch_queue (coordinate, kind, pubkey, d_tag, relay_hints, added_at)"
-            " VALUES (?, ?, ?, ?, ?, coalesce(?, CAST(strftime('%s', 'now') AS INTEGER)))",
-            (coordinate, *address, dumps(hints), now),
-        )
-        return True
-    known: list[str] = loads(str(row[0]))
-    merged = merge_hints(known, hints)
-    if merged != known:
-        conn.execute(
-            "UPDATE fetch_queue SET relay_hints = ? WHERE coordinate = ?",
-            (dumps(merged), coordinate),
-        )
-    return False
-
-
-def resolve(conn: apsw.Connection, seq: int, kind: int, missing_out: set[str]) -> list[str]:
-    """Recompute whether one dependent event is complete; returns its missing coordinates."""
-    missing: Missing = {}
-    _collect(conn, _MISSING_OF_ONE, (seq,), missing)
-    _record(conn, {seq: kind}, missing, missing_out)
-    return [coordinate for coordinate, _ in missing.get(seq, ())]
 
 
 def resolve_listed(
@@ -157,11 +121,11 @@ def resolve_run(
     *,
     coordinate_ids: Mapping[str, int],
 ) -> None:
-    """Resolve a bulk run's new dependents and re-resolve older dependents of its arrivals.
+    """Resolve a run's new dependents and re-resolve older dependents of its arrivals.
 
-    A run (see :mod:`powrd.store.bulk`) only makes coordinates current: it adds events
+    A run (see :mod:`powrd.store.runs`) only makes coordinates current: it adds events
     and replaces versions stored before it, and nothing in it is deleted. So each
-    dependent's state at the end of the run is what the per-event path leaves after
+    dependent's state at the end of the run is what storing one at a time leaves after
     resolving it at its own arrival and again at every later arrival it needs.
 
     Args:
@@ -199,7 +163,7 @@ def _missing_of_new(
 ) -> Missing:
     """What new dependents miss, from one query over their distinct coordinates.
 
-    Equivalent to the per-dependent query: the first reference to a coordinate gives
+    Equivalent to :func:`resolve_listed`'s query: the first reference to a coordinate gives
     its relay hint (``dependency_refs`` ignores repeats), and coordinates are ordered.
     """
     wanted = {ref.coordinate for _, _, refs in dependents for ref in refs}

@@ -27,7 +27,7 @@ import structlog
 
 from powrd.config import ResolverConfig
 from powrd.protocol.filters import Filter
-from powrd.store import fetchqueue, processed
+from powrd.store import fetchqueue, resolution
 from powrd.store.ingest import BatchResult
 from powrd.sync import backoff
 from powrd.sync.address import (
@@ -208,7 +208,7 @@ class Resolver:
             if result.events:
                 await self.pipeline.submit(url, result.events)
             reader = self.store.reader()
-            remaining = [m for m in remaining if not processed.is_present(reader, m.coordinate)]
+            remaining = [m for m in remaining if not resolution.is_present(reader, m.coordinate)]
         return {m.coordinate: failures[m.coordinate] for m in remaining}
 
     async def _ask(self, url: str, wanted: list[Missing], pinned: Pinned | None) -> FetchResult:

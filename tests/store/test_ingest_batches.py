@@ -1,7 +1,8 @@
-"""Bulk and per-event ingest agree: batches mixing both paths leave the same store.
+"""A batch leaves the store and the result that its events stored one at a time leave.
 
-The oracle is :func:`powrd.store.ingest.ingest_one` applied event by event (the
-per-event rules the bulk path must reproduce), on the same batches.
+Ingest plans a batch as runs stored a table at a time (order-dependent events are runs
+of one). The oracle is the same ingest given one event per call, in one transaction:
+every run is then a run of one, so nothing depends on how a batch was split.
 """
 
 from __future__ import annotations
@@ -72,11 +73,16 @@ def item(raw: str) -> IngestItem:
     return IngestItem(event, "test", process(event))
 
 
-def per_event(conn: apsw.Connection, items: Sequence[IngestItem], now: int) -> BatchResult:
-    """The oracle: the per-event path for every item, as ingest did before bulk runs."""
+def one_at_a_time(conn: apsw.Connection, items: Sequence[IngestItem], now: int) -> BatchResult:
+    """The oracle: ingest of one item after the other, their results merged as one batch's."""
     result = BatchResult()
     for entry in items:
-        result.outcomes.append(ingest.ingest_one(conn, entry, now, result))
+        single = ingest.ingest(conn, [entry], now)
+        result.outcomes += single.outcomes
+        result.arrived |= single.arrived
+        result.missing |= single.missing
+        result.changed |= single.changed
+        result.deleted |= single.deleted
     result.missing -= result.arrived
     return result
 
@@ -86,7 +92,7 @@ def ingest_batches(conn: apsw.Connection, batches: Sequence[Sequence[str]], *, o
     for batch in batches:
         with conn:
             items = [item(raw) for raw in batch]
-            results.append(per_event(conn, items, NOW) if oracle else ingest.ingest(conn, items, NOW))
+            results.append(one_at_a_time(conn, items, NOW) if oracle else ingest.ingest(conn, items, NOW))
             # A fetch that failed must stay failed unless the rules re-queue it afresh.
             conn.execute("UPDATE fetch_queue SET state = 'not_found', attempts = attempts + 1")
     return results
@@ -107,13 +113,13 @@ def summary(result: BatchResult) -> tuple[Any, ...]:
     return (result.outcomes, result.arrived, result.missing, result.changed, result.deleted)
 
 
-def assert_same_as_per_event(batches: Sequence[Sequence[str]]) -> tuple[apsw.Connection, list[BatchResult]]:
-    bulk, oracle = new_store(), new_store()
-    got = ingest_batches(bulk, batches)
+def assert_same_as_one_at_a_time(batches: Sequence[Sequence[str]]) -> tuple[apsw.Connection, list[BatchResult]]:
+    batched, oracle = new_store(), new_store()
+    got = ingest_batches(batched, batches)
     expected = ingest_batches(oracle, batches, oracle=True)
     assert [summary(r) for r in got] == [summary(r) for r in expected]
-    assert dump(bulk) == dump(oracle)
-    return bulk, got
+    assert dump(batched) == dump(oracle)
+    return batched, got
 
 
 def statuses(result: BatchResult) -> list[str]:
@@ -133,7 +139,7 @@ def test_same_address_twice_in_one_batch_newest_wins_in_either_order() -> None:
     new = make_exercise(ALICE, "squat", title="New", created_at=T0 + 10)
     note = make_event(BOB, 1, "between", created_at=T0)
     for batch, expected in (([old, note, new], [STORED] * 3), ([new, note, old], [STORED, STORED, SUPERSEDED])):
-        conn, (result,) = assert_same_as_per_event([batch])
+        conn, (result,) = assert_same_as_one_at_a_time([batch])
         assert statuses(result) == expected
         assert current_ids(conn) == ids(new, note)
         assert one(conn, "SELECT title FROM exercise_definitions") == [("New",)]
@@ -144,7 +150,7 @@ def test_same_address_twice_in_one_batch_tie_goes_to_the_lowest_id() -> None:
     b = make_exercise(ALICE, "squat", title="B", created_at=T0)
     winner = min((a, b), key=lambda e: loads(e)["id"])
     for batch in ([a, b], [b, a]):
-        conn, _ = assert_same_as_per_event([batch])
+        conn, _ = assert_same_as_one_at_a_time([batch])
         assert current_ids(conn) == ids(winner)
         assert one(conn, "SELECT title FROM exercise_definitions") == [("A" if winner is a else "B",)]
 
@@ -156,7 +162,7 @@ def test_deletion_in_the_middle_of_a_batch_then_its_targets() -> None:
     older_squat = make_exercise(ALICE, "squat", created_at=T0 + 40)
     bob_squat = make_exercise(BOB, "squat", created_at=T0)  # another author's address
     after = make_record(ALICE, "r2", [(SQUAT, "", "90", "5", "8", "normal")], created_at=T0 + 60)
-    conn, (result,) = assert_same_as_per_event([[before, deletion, target, older_squat, bob_squat, after]])
+    conn, (result,) = assert_same_as_one_at_a_time([[before, deletion, target, older_squat, bob_squat, after]])
     assert statuses(result) == [STORED, STORED, REJECTED, REJECTED, STORED, STORED]
     assert [o.reason for o in result.outcomes if o.status == REJECTED] == [reasons.DELETED] * 2
     assert current_ids(conn) == ids(before, deletion, bob_squat, after)
@@ -165,7 +171,7 @@ def test_deletion_in_the_middle_of_a_batch_then_its_targets() -> None:
 
 def test_repeated_event_in_one_batch_is_a_duplicate() -> None:
     exercise = make_exercise(ALICE, "squat")
-    _, (result,) = assert_same_as_per_event([[exercise, make_event(BOB, 1, "x"), exercise]])
+    _, (result,) = assert_same_as_one_at_a_time([[exercise, make_event(BOB, 1, "x"), exercise]])
     assert statuses(result) == [STORED, STORED, DUPLICATE]
 
 
@@ -173,7 +179,7 @@ def test_template_and_its_exercise_in_one_batch_is_complete() -> None:
     template = make_template(ALICE, "legs", [(SQUAT, "wss://hint.example", "5")])
     exercise = make_exercise(ALICE, "squat")
     for batch in ([template, exercise], [exercise, template]):
-        conn, (result,) = assert_same_as_per_event([batch])
+        conn, (result,) = assert_same_as_one_at_a_time([batch])
         assert statuses(result) == [STORED, STORED]
         assert one(conn, "SELECT count(*) FROM incomplete_templates") == [(0,)]
         assert one(conn, "SELECT count(*) FROM fetch_queue") == [(0,)]
@@ -186,7 +192,7 @@ def test_exercise_in_a_later_batch_resolves_an_older_template() -> None:
     first = [template]
     second = [make_event(BOB, 1, "unrelated"), make_exercise(ALICE, "squat")]
     third = [make_exercise(ALICE, "deadlift", title="Deadlift")]
-    conn, results = assert_same_as_per_event([first, second, third])
+    conn, results = assert_same_as_one_at_a_time([first, second, third])
     assert results[0].missing == {SQUAT, DEADLIFT}
     assert LEGS in results[1].changed and SQUAT in results[1].arrived
     assert LEGS in results[2].changed and DEADLIFT in results[2].arrived
@@ -196,26 +202,26 @@ def test_exercise_in_a_later_batch_resolves_an_older_template() -> None:
 
 def test_partial_resolution_keeps_the_rest_missing() -> None:
     template = make_template(ALICE, "legs", [(SQUAT, "", "5"), (DEADLIFT, "wss://d.example", "3")])
-    conn, _ = assert_same_as_per_event([[template], [make_exercise(ALICE, "squat")]])
+    conn, _ = assert_same_as_one_at_a_time([[template], [make_exercise(ALICE, "squat")]])
     (row,) = one(conn, "SELECT missing_exercise_count, missing_exercises FROM incomplete_templates")
     assert row == (1, json.dumps([DEADLIFT], separators=(",", ":")))
     assert one(conn, "SELECT coordinate, relay_hints FROM fetch_queue") == [(DEADLIFT, '["wss://d.example"]')]
 
 
-def test_new_version_of_a_stored_exercise_in_a_bulk_batch() -> None:
+def test_new_version_of_a_stored_exercise_in_a_later_batch() -> None:
     v1 = make_exercise(ALICE, "squat", title="v1", created_at=T0)
     template = make_template(ALICE, "legs", [(SQUAT, "", "5")], created_at=T0)
     v2 = make_exercise(ALICE, "squat", title="v2", created_at=T0 + 10)
     v0 = make_exercise(ALICE, "squat", title="v0", created_at=T0 - 10)
     record = make_record(ALICE, "r", [(SQUAT, "", "100", "5", "8", "normal")], created_at=T0 + 20)
-    conn, results = assert_same_as_per_event([[v1, template], [record, v2], [v0]])
+    conn, results = assert_same_as_one_at_a_time([[v1, template], [record, v2], [v0]])
     assert statuses(results[1]) == [STORED, STORED] and statuses(results[2]) == [SUPERSEDED]
     assert LEGS in results[1].changed  # its exercise changed
     assert current_ids(conn) == ids(template, v2, record)
     assert one(conn, "SELECT title FROM exercise_definitions") == [("v2",)]
 
 
-def test_fetch_queue_entry_of_a_replaced_template_follows_the_per_event_order() -> None:
+def test_fetch_queue_entry_of_a_replaced_template_follows_the_batch_order() -> None:
     """The old version's missing exercise is dropped from the queue only if nothing that
     came before the new version in the batch needs it; after it, it is queued afresh."""
     v1 = make_template(ALICE, "legs", [(DEADLIFT, "wss://a.example", "3")], created_at=T0)
@@ -228,7 +234,7 @@ def test_fetch_queue_entry_of_a_replaced_template_follows_the_per_event_order() 
         "needed after": ([v2, needs, squat], [(DEADLIFT, "not_found", 0)]),
     }
     for second, expected in cases.values():
-        conn, _ = assert_same_as_per_event([[v1], second])
+        conn, _ = assert_same_as_one_at_a_time([[v1], second])
         # Every batch ends by marking the queue not_found: attempts tell a kept entry
         # (two batches) from one queued afresh in the second batch.
         assert one(conn, "SELECT coordinate, state, attempts - 1 FROM fetch_queue") == expected
@@ -248,7 +254,7 @@ def test_fetch_queue_entry_needed_by_two_replaced_templates() -> None:
         "needed after both": ([new_legs, new_arms, needs], [(DEADLIFT, "not_found", 0)]),
     }
     for second, expected in cases.values():
-        conn, _ = assert_same_as_per_event([[legs, arms], second])
+        conn, _ = assert_same_as_one_at_a_time([[legs, arms], second])
         assert one(conn, "SELECT coordinate, state, attempts - 1 FROM fetch_queue") == expected
 
 
@@ -257,14 +263,14 @@ def test_dependent_without_a_row_is_marked_changed_when_its_coordinate_arrives_l
     note = item(make_event(BOB, 1, "needs a squat"))
     note = IngestItem(note.event, "test", Processed(dependencies=(Reference(SQUAT),)))
     exercise = item(make_exercise(ALICE, "squat"))
-    bulk, oracle = new_store(), new_store()
-    with bulk:
-        got = ingest.ingest(bulk, [note, exercise], NOW)
+    batched, oracle = new_store(), new_store()
+    with batched:
+        got = ingest.ingest(batched, [note, exercise], NOW)
     with oracle:
-        expected = per_event(oracle, [note, exercise], NOW)
+        expected = one_at_a_time(oracle, [note, exercise], NOW)
     assert summary(got) == summary(expected)
     assert note.event.id in got.changed
-    assert dump(bulk) == dump(oracle)
+    assert dump(batched) == dump(oracle)
 
 
 # Random mixes: few authors, addresses and timestamps, so versions collide and tie.
@@ -336,9 +342,9 @@ def split(events: list[str], sizes: list[int]) -> list[list[str]]:
 @given(events=event_mixes(), sizes=st.lists(st.integers(1, 8), max_size=8))
 def test_random_batches_leave_the_same_store_as_one_event_per_batch(events: list[str], sizes: list[int]) -> None:
     batches = split(events, sizes)
-    bulk, _ = assert_same_as_per_event(batches)
+    batched, _ = assert_same_as_one_at_a_time(batches)
     singles = new_store()
     ingest_batches(singles, [[raw] for raw in events])
-    assert snapshot(bulk) == snapshot(singles)
-    assert current_ids(bulk) == current_ids(singles)
-    assert dump(bulk, queue_state=False) == dump(singles, queue_state=False)
+    assert snapshot(batched) == snapshot(singles)
+    assert current_ids(batched) == current_ids(singles)
+    assert dump(batched, queue_state=False) == dump(singles, queue_state=False)

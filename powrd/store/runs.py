@@ -1,22 +1,16 @@
-"""Storing runs of events in bulk: which events may be, and how.
+"""Storing one run of a batch: a few statements per table for all its events.
 
-Most of a batch is new events: records, and new versions of exercises and templates.
-For those the per-event rules (:func:`powrd.store.ingest.ingest_one`) commute, so a run
-of them is stored with a few statements per table instead of a dozen per event. An
-event whose effect depends on what came before it in the same batch takes the
-per-event path and splits the batch into runs:
+:mod:`powrd.store.ingest` splits a batch into runs in which the per-event rules
+commute (every address and id is new to the batch, no deletion), so a run is stored
+at once with the result of storing its events one by one. An event whose effect
+depends on what came before it in the batch is a run of one.
 
-* a kind 5 deletion (it removes and tombstones what it names);
-* an addressable or replaceable event whose address appeared earlier in the batch
-  (replacement compares it with a version the batch itself stored);
-* an event id seen earlier in the batch.
-
-Within a run every address is new to the batch, so an event's competitor, if any, is
-a version stored before the batch, looked up per run. Duplicates and tombstones are
-looked up per run too, after the per-event events before it (deletions among them)
-are applied. Replaced versions are demoted (:mod:`powrd.store.replacement`) before the
-run's events go in; then events, tags, processed rows and dependency resolution are
-written a table at a time, with seqs assigned here in input order as SQLite would.
+Within a run, an event's competitor, if any, is a version stored before the run,
+looked up per run; so are duplicates and tombstones. Replaced versions are demoted
+(:mod:`powrd.store.replacement`) before the run's events go in; then events, tags,
+processed rows (:mod:`powrd.store.processed`) and dependency resolution
+(:mod:`powrd.store.resolution`) are written a table at a time, with seqs assigned
+here in input order as SQLite would.
 """
 
 from __future__ import annotations
@@ -30,31 +24,17 @@ import apsw
 from powrd.protocol import reasons
 from powrd.protocol.event import dumps, is_addressable
 from powrd.protocol.validate import expiration
-from powrd.store import bulk_processed, replacement, resolution
-from powrd.store.batch import (
-    DUPLICATE,
-    REJECTED,
-    STORED,
-    SUPERSEDED,
-    Address,
-    BatchResult,
-    IngestItem,
-    Outcome,
-    content_label,
-    is_newer,
-)
+from powrd.store import batch, deletion, processed, replacement, resolution
+from powrd.store.batch import Address, BatchResult, IngestItem, Outcome
 from powrd.store.rows import Reference
 
-KIND_DELETION = 5
 Planned = tuple[IngestItem, Address | None]
 """An item and its address, worked out once per batch."""
 
-_OUTCOMES = {
-    STORED: Outcome(STORED),
-    SUPERSEDED: Outcome(SUPERSEDED),
-    DUPLICATE: Outcome(DUPLICATE),
-}
-_DELETED = Outcome(REJECTED, reasons.DELETED)
+_STORED = Outcome(batch.STORED)
+_SUPERSEDED = Outcome(batch.SUPERSEDED)
+_DUPLICATE = Outcome(batch.DUPLICATE)
+_DELETED = Outcome(batch.REJECTED, reasons.DELETED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,32 +47,14 @@ class _Entry:
     current: bool
 
 
-def one_by_one(planned: Sequence[Planned]) -> list[bool]:
-    """For each item, whether it must take the per-event path (see the module docstring)."""
-    seen_ids: set[str] = set()
-    seen_addresses: set[Address] = set()
-    flags: list[bool] = []
-    for item, address in planned:
-        event = item.event
-        flags.append(
-            event.kind == KIND_DELETION
-            or event.id in seen_ids
-            or (address is not None and address in seen_addresses)
-        )
-        seen_ids.add(event.id)
-        if address is not None:
-            seen_addresses.add(address)
-    return flags
-
-
-def ingest_run(
+def store(
     conn: apsw.Connection,
     run: Sequence[Planned],
     now: int,
     result: BatchResult,
     coordinate_ids: dict[str, int],
 ) -> None:
-    """Store a run of items that :func:`one_by_one` let through, appending outcomes.
+    """Store a run of items (see the module docstring), appending their outcomes.
 
     Args:
         conn: the writer connection, inside the batch's transaction.
@@ -104,13 +66,13 @@ def ingest_run(
     if not run:
         return
     stored_ids = _stored_ids(conn, [item.event.id for item, _ in run])
-    tombstones = _tombstones(conn, run)
+    tombstones = deletion.tombstones(conn, run)
     outcomes: list[Outcome | None] = []  # None: decided once versions are compared
     kept: list[Planned] = []
     for item, address in run:
         if item.event.id in stored_ids:
-            outcomes.append(_OUTCOMES[DUPLICATE])
-        elif tombstones and _tombstoned(item, address, tombstones):
+            outcomes.append(_DUPLICATE)
+        elif tombstones and deletion.is_deleted(item.event, address, tombstones):
             outcomes.append(_DELETED)
         else:
             outcomes.append(None)
@@ -119,7 +81,7 @@ def ingest_run(
     decided = iter(entries)
     for screened in outcomes:
         current = screened is None and next(decided).current
-        result.outcomes.append(screened or _OUTCOMES[STORED if current else SUPERSEDED])
+        result.outcomes.append(screened or (_STORED if current else _SUPERSEDED))
     if not entries:
         return
     if replaced:
@@ -142,7 +104,7 @@ def _entries(
         current = True
         if rival is not None:
             rival_seq, rival_created_at, rival_id = rival
-            if is_newer(event.created_at, event.id, rival_created_at, rival_id):
+            if batch.is_newer(event.created_at, event.id, rival_created_at, rival_id):
                 replaced.append((rival_seq, position))
             else:
                 current = False
@@ -192,36 +154,6 @@ def _stored_ids(conn: apsw.Connection, ids: list[str]) -> set[str]:
     }
 
 
-def _target_of(item: IngestItem, address: Address | None) -> str:
-    """What an ``a`` tombstone would name for this event (its id when it has no address)."""
-    return f"{address[0]}:{address[1]}:{address[2]}" if address else item.event.id
-
-
-def _tombstones(conn: apsw.Connection, run: Sequence[Planned]) -> dict[str, list[Any]]:
-    """target -> [(author, deleted_until), …] for every tombstone naming one of ``run``."""
-    if conn.execute("SELECT 1 FROM tombstones LIMIT 1").fetchone() is None:
-        return {}  # the common case: nothing was ever deleted
-    targets = {item.event.id for item, _ in run} | {_target_of(*planned) for planned in run}
-    found: dict[str, list[Any]] = {}
-    for target, pubkey, deleted_until in conn.execute(
-        "SELECT target, pubkey, deleted_until FROM tombstones"
-        " WHERE target IN (SELECT value FROM json_each(?))",
-        (dumps(sorted(targets)),),
-    ):
-        found.setdefault(target, []).append((pubkey, deleted_until))
-    return found
-
-
-def _tombstoned(item: IngestItem, address: Address | None, found: dict[str, list[Any]]) -> bool:
-    """Whether a NIP-09 deletion by this event's author covers it (its id or its address)."""
-    event = item.event
-    for target in {event.id, _target_of(item, address)}:
-        for pubkey, deleted_until in found.get(target, ()):
-            if pubkey == event.pubkey and (target == event.id or event.created_at <= deleted_until):
-                return True
-    return False
-
-
 def _store(
     conn: apsw.Connection,
     entries: Sequence[_Entry],
@@ -240,7 +172,7 @@ def _store(
         _tag_rows(entries),
     )
     current = [entry for entry in entries if entry.current]
-    bulk_processed.write_all(
+    processed.write(
         conn,
         [(entry.seq, entry.item.event, entry.item.processed) for entry in current],
         coordinate_ids,
@@ -254,9 +186,8 @@ def _event_rows(entries: Sequence[_Entry], now: int) -> Iterable[tuple[Any, ...]
         event = item.event
         yield (
             entry.seq, event.id, event.pubkey, event.kind, event.created_at,
-            address[2] if address else None,
-            item.raw if item.raw is not None else event.to_json(),
-            now, item.source, expiration(event), 1 if entry.current else 0,
+            address[2] if address else None, event.to_json(), now, item.source,
+            expiration(event), 1 if entry.current else 0,
         )
 
 
@@ -296,18 +227,19 @@ def _resolve(
         conn, dependents, arrivals.keys(), first_seq, result, coordinate_ids=coordinate_ids
     )
     for entry in current:
-        event, processed, address = entry.item.event, entry.item.processed, entry.address
+        event, made, address = entry.item.event, entry.item.processed, entry.address
         coordinate = event.coordinate
-        if processed.row is not None:
+        if made.row is not None:
             result.changed.add(coordinate or event.id)
         if coordinate is not None:
             result.arrived.add(coordinate)
             result.changed.add(coordinate)
-        # The per-event path re-resolves a dependent stored before one of its
-        # coordinates arrives (or at its own arrival), which marks it changed; almost
-        # always it is marked already, for its own row.
-        label = content_label(event.kind, event.pubkey, address[2] if address else None, event.id)
+        # Stored one at a time, a dependent stored before one of its coordinates
+        # arrives (or at its own arrival) is re-resolved then, which marks it changed;
+        # almost always it is marked already, for its own row.
+        d_tag = address[2] if address else None
+        label = batch.content_label(event.kind, event.pubkey, d_tag, event.id)
         if label not in result.changed and any(
-            arrivals.get(ref.coordinate, -1) >= entry.seq for ref in processed.dependencies
+            arrivals.get(ref.coordinate, -1) >= entry.seq for ref in made.dependencies
         ):
             result.changed.add(label)
