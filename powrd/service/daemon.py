@@ -28,6 +28,7 @@ from powrd.library.cache import QueryCache, run_access_flusher
 from powrd.protocol.validate import Policy
 from powrd.service import memory
 from powrd.service.counts import StatusCounts
+from powrd.service.methods import build_methods
 from powrd.service.notify import Notifier, watchdog_interval, watchdog_loop
 from powrd.store import fetchqueue, outbox
 from powrd.store import ingest as store_ingest
@@ -126,8 +127,6 @@ class Daemon:
                 backfilling=self._backfilling,
             )
             self.commit_listeners.append(self.resolver.on_commit)
-        from powrd.control.methods import build_methods
-
         self.control = ControlServer(
             self.config.control.socket,
             build_methods(self),
