@@ -12,8 +12,19 @@ naming the file, the key, what was expected and what was found, for example
 ``powrd.toml: sync.kinds[1]: expected an integer from 0 to 65535, found "abc"``.
 Values that look like secret keys are never repeated in those messages.
 
-The sections are immutable and compare by value, so a reload can diff the old and the
-new config (:meth:`Config.changed_keys`) and ``dataclasses.replace`` works on every level.
+The dataclasses are the only list of keys: the checks, the known keys named in
+"unknown key" hints and the list of sections are all read from their fields.
+
+* **A new key** is one field with a default in its section's dataclass. A ``bool``,
+  ``str`` or ``Path`` field needs nothing more; a number says its range with one of the
+  ``Annotated`` types below (``Positive``, ``NonNegative``, ``Seconds``,
+  ``SecondsOrZero``), anything else names its check as ``Annotated[T, _check]``. Then
+  document it, with its default, in ``config/powrd.toml`` (a test holds the two equal).
+* **A new section** ``[name]`` is a frozen dataclass of such fields plus one field
+  ``name: NameConfig = NameConfig()`` on :class:`Config`.
+
+The sections are immutable and compare by value, and ``dataclasses.replace`` works on
+every level.
 """
 
 from __future__ import annotations
@@ -25,13 +36,15 @@ import math
 import os
 import re
 import tomllib
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
+from powrd.control.server import MAX_SOCKET_PATH_BYTES
 from powrd.identity import parse_public_key
 
 CONFIG_ENV = "POWRD_CONFIG"
@@ -41,8 +54,6 @@ DEFAULT_SOCKET_NAME = "powrd.sock"
 SYSTEMD_SOCKET_NAME = "control.sock"
 DEFAULT_KINDS = (33401, 33402, 1301)
 MAX_KIND = 65535
-# sun_path holds 108 bytes on Linux, one of them the terminating NUL.
-MAX_SOCKET_PATH_BYTES = 107
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -62,8 +73,7 @@ class StoreConfig:
     """``[store]``: the SQLite database."""
 
     path: Path = Path(DEFAULT_DATABASE_NAME)
-    batch_max_events: int = 2000
-    rejected_log_max: int = 10000
+    rejected_log_max: NonNegative = 10000
 
 
 @dataclass(frozen=True)
@@ -71,31 +81,31 @@ class ControlConfig:
     """``[control]``: the local JSON-RPC socket."""
 
     socket: Path = Path(DEFAULT_SOCKET_NAME)
-    max_request_bytes: int = 1048576
+    max_request_bytes: Positive = 1048576
 
 
 @dataclass(frozen=True)
 class IdentityConfig:
     """``[identity]``: where the daemon's own secret key lives (``None``: read-only)."""
 
-    secret_key_file: Path | None = None
+    secret_key_file: Annotated[Path | None, _secret_key_file] = None
 
 
 @dataclass(frozen=True)
 class SyncConfig:
     """``[sync]``: what to fetch from relays and how hard to try."""
 
-    authors: tuple[str, ...] = ()
-    kinds: tuple[int, ...] = DEFAULT_KINDS
-    overlap_seconds: int = 600
-    page_limit: int = 500
-    max_authors_per_filter: int = 200
-    max_frame_bytes: int = 1048576
-    reconnect_min_seconds: float = 1.0
-    reconnect_max_seconds: float = 300.0
-    min_reconnect_interval_seconds: float = 2.0
-    eose_timeout_seconds: float = 30.0
-    queue_max_events: int = 10000
+    authors: Annotated[tuple[str, ...], _authors] = ()
+    kinds: Annotated[tuple[int, ...], _kinds] = DEFAULT_KINDS
+    overlap_seconds: NonNegative = 600
+    page_limit: Positive = 500
+    max_authors_per_filter: Positive = 200
+    max_frame_bytes: Positive = 1048576
+    reconnect_min_seconds: Seconds = 1.0
+    reconnect_max_seconds: Seconds = 300.0
+    min_reconnect_interval_seconds: SecondsOrZero = 2.0
+    eose_timeout_seconds: Seconds = 30.0
+    queue_max_events: Positive = 10000
     compression: bool = False
 
 
@@ -103,8 +113,8 @@ class SyncConfig:
 class LimitsConfig:
     """``[limits]``: what an incoming event may be."""
 
-    max_event_bytes: int = 131072
-    max_future_seconds: int = 900
+    max_event_bytes: Positive = 131072
+    max_future_seconds: NonNegative = 900
 
 
 @dataclass(frozen=True)
@@ -112,12 +122,12 @@ class ResolverConfig:
     """``[resolver]``: fetching the exercises that templates and records reference."""
 
     enabled: bool = True
-    max_extra_relays: int = 8
-    batch_max_coordinates: int = 200
-    retry_min_seconds: float = 5.0
-    retry_max_seconds: float = 3600.0
-    not_found_retry_seconds: int = 21600
-    fetch_timeout_seconds: float = 15.0
+    max_extra_relays: NonNegative = 8
+    batch_max_coordinates: Positive = 200
+    retry_min_seconds: Seconds = 5.0
+    retry_max_seconds: Seconds = 3600.0
+    not_found_retry_seconds: Positive = 21600
+    fetch_timeout_seconds: Seconds = 15.0
 
 
 @dataclass(frozen=True)
@@ -125,17 +135,17 @@ class PublisherConfig:
     """``[publisher]``: sending the user's own events to write relays."""
 
     enabled: bool = True
-    retry_min_seconds: float = 2.0
-    retry_max_seconds: float = 600.0
-    ok_timeout_seconds: float = 15.0
+    retry_min_seconds: Seconds = 2.0
+    retry_max_seconds: Seconds = 600.0
+    ok_timeout_seconds: Seconds = 15.0
 
 
 @dataclass(frozen=True)
 class CacheConfig:
     """``[cache]``: the in-memory cache of resolved templates and exercise lookups."""
 
-    max_entries: int = 2000
-    max_bytes: int = 16 * MIB
+    max_entries: NonNegative = 2000
+    max_bytes: NonNegative = 16 * MIB
 
 
 @dataclass(frozen=True)
@@ -143,28 +153,28 @@ class MediaConfig:
     """``[media]``: downloading the images and videos that exercises link (NIP-92 imeta)."""
 
     enabled: bool = True
-    max_bytes: int = 10 * MIB
-    budget_bytes: int = 256 * MIB
-    thumbnail_max_px: int = 256
-    retry_min_seconds: float = 5.0
-    retry_max_seconds: float = 3600.0
-    timeout_seconds: float = 30.0
-    allowed_types: tuple[str, ...] = ("image/", "video/")
+    max_bytes: Positive = 10 * MIB
+    budget_bytes: Positive = 256 * MIB
+    thumbnail_max_px: Annotated[int, _integer(1, 4096)] = 256
+    retry_min_seconds: Seconds = 5.0
+    retry_max_seconds: Seconds = 3600.0
+    timeout_seconds: Seconds = 30.0
+    allowed_types: Annotated[tuple[str, ...], _media_types] = ("image/", "video/")
 
 
 @dataclass(frozen=True)
 class LoggingConfig:
     """``[logging]``: level and output format (``auto``: JSON unless on a terminal)."""
 
-    level: str = "info"
-    format: str = "auto"
+    level: Annotated[str, _choice(*LOG_LEVELS)] = "info"
+    format: Annotated[str, _choice(*LOG_FORMATS)] = "auto"
 
 
 @dataclass(frozen=True)
 class RelayConfig:
     """One ``[[relays]]`` entry; ``url`` is normalized (lowercase host, no trailing slash)."""
 
-    url: str
+    url: Annotated[str, _relay_url]
     read: bool = True
     write: bool = True
 
@@ -240,29 +250,6 @@ class Config:
             for relay in self.relays
             if (read is None or relay.read == read) and (write is None or relay.write == write)
         )
-
-    def changed_keys(self, other: Config) -> tuple[str, ...]:
-        """Key paths whose values differ between two configs (``relays`` as a whole).
-
-        Args:
-            other: Typically the config re-read on reload.
-
-        Returns:
-            Paths such as ``"sync.authors"`` or ``"relays"``, in declaration order.
-        """
-        changed: list[str] = []
-        for section in dataclasses.fields(self):
-            mine, theirs = getattr(self, section.name), getattr(other, section.name)
-            if not dataclasses.is_dataclass(mine):
-                if mine != theirs:
-                    changed.append(section.name)
-                continue
-            changed.extend(
-                f"{section.name}.{key.name}"
-                for key in dataclasses.fields(mine)
-                if getattr(mine, key.name) != getattr(theirs, key.name)
-            )
-        return tuple(changed)
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -460,72 +447,60 @@ def _relay_url(source: _Source, key: str, value: Any) -> str:
     return urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), parts.query, ""))
 
 
-_SECTIONS: dict[str, dict[str, Check]] = {
-    "store": {
-        "path": _path,
-        "batch_max_events": _integer(1),
-        "rejected_log_max": _integer(0),
-    },
-    "control": {
-        "socket": _path,
-        "max_request_bytes": _integer(1),
-    },
-    "identity": {
-        "secret_key_file": _secret_key_file,
-    },
-    "sync": {
-        "authors": _authors,
-        "kinds": _kinds,
-        "overlap_seconds": _integer(0),
-        "page_limit": _integer(1),
-        "max_authors_per_filter": _integer(1),
-        "max_frame_bytes": _integer(1),
-        "reconnect_min_seconds": _seconds(zero_allowed=False),
-        "reconnect_max_seconds": _seconds(zero_allowed=False),
-        "min_reconnect_interval_seconds": _seconds(zero_allowed=True),
-        "eose_timeout_seconds": _seconds(zero_allowed=False),
-        "queue_max_events": _integer(1),
-        "compression": _boolean,
-    },
-    "limits": {
-        "max_event_bytes": _integer(1),
-        "max_future_seconds": _integer(0),
-    },
-    "resolver": {
-        "enabled": _boolean,
-        "max_extra_relays": _integer(0),
-        "batch_max_coordinates": _integer(1),
-        "retry_min_seconds": _seconds(zero_allowed=False),
-        "retry_max_seconds": _seconds(zero_allowed=False),
-        "not_found_retry_seconds": _integer(1),
-        "fetch_timeout_seconds": _seconds(zero_allowed=False),
-    },
-    "publisher": {
-        "enabled": _boolean,
-        "retry_min_seconds": _seconds(zero_allowed=False),
-        "retry_max_seconds": _seconds(zero_allowed=False),
-        "ok_timeout_seconds": _seconds(zero_allowed=False),
-    },
-    "cache": {
-        "max_entries": _integer(0),
-        "max_bytes": _integer(0),
-    },
-    "media": {
-        "enabled": _boolean,
-        "max_bytes": _integer(1),
-        "budget_bytes": _integer(1),
-        "thumbnail_max_px": _integer(1, 4096),
-        "retry_min_seconds": _seconds(zero_allowed=False),
-        "retry_max_seconds": _seconds(zero_allowed=False),
-        "timeout_seconds": _seconds(zero_allowed=False),
-        "allowed_types": _media_types,
-    },
-    "logging": {
-        "level": _choice(*LOG_LEVELS),
-        "format": _choice(*LOG_FORMATS),
-    },
+def _number(source: _Source, key: str, value: Any) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+        source.expected(key, "a number >= 0", value)
+    return float(value)
+
+
+def _string(source: _Source, key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        source.expected(key, "a string", value)
+    return value
+
+
+# The ranges a numeric field can declare (see the module docstring).
+Positive = Annotated[int, _integer(1)]
+NonNegative = Annotated[int, _integer(0)]
+Seconds = Annotated[float, _seconds(zero_allowed=False)]
+SecondsOrZero = Annotated[float, _seconds(zero_allowed=True)]
+
+# The check of a field declared with a plain type (no Annotated check of its own).
+_PLAIN_CHECKS: dict[object, Check] = {
+    bool: _boolean,
+    int: _integer(0),
+    float: _number,
+    str: _string,
+    Path: _path,
 }
-_RELAY_KEYS: dict[str, Check] = {"url": _relay_url, "read": _boolean, "write": _boolean}
+
+
+def _checks_of(section: type) -> dict[str, Check]:
+    """Key name to check, read off a section dataclass's fields in declaration order."""
+    hints = typing.get_type_hints(section, include_extras=True)
+    checks: dict[str, Check] = {}
+    for key in dataclasses.fields(section):
+        hint = hints[key.name]
+        if typing.get_origin(hint) is Annotated:
+            check = hint.__metadata__[0]
+        else:
+            check = _PLAIN_CHECKS.get(hint)
+        if check is None:
+            raise TypeError(
+                f"{section.__name__}.{key.name}: no config check for {hint}; declare it as "
+                "Annotated[<type>, <check>] (see the powrd.config docstring)"
+            )
+        checks[key.name] = check
+    return checks
+
+
+_SECTION_TYPES = typing.get_type_hints(Config)
+_SECTIONS: dict[str, dict[str, Check]] = {
+    key.name: _checks_of(_SECTION_TYPES[key.name])
+    for key in dataclasses.fields(Config)
+    if dataclasses.is_dataclass(_SECTION_TYPES[key.name])
+}
+_RELAY_KEYS = _checks_of(RelayConfig)
 _ALL_KEYS = [f"{section}.{key}" for section, keys in _SECTIONS.items() for key in keys]
 
 

@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import nostr_sdk
@@ -53,17 +53,8 @@ class StartupError(Exception):
 
 
 def media_settings(config: Config) -> MediaSettings:
-    m = config.media
-    return MediaSettings(
-        enabled=m.enabled,
-        max_bytes=m.max_bytes,
-        budget_bytes=m.budget_bytes,
-        thumbnail_max_px=m.thumbnail_max_px,
-        retry_min_seconds=m.retry_min_seconds,
-        retry_max_seconds=m.retry_max_seconds,
-        timeout_seconds=m.timeout_seconds,
-        allowed_types=m.allowed_types,
-    )
+    """The media task's settings: ``[media]`` as written, the test-only knobs at defaults."""
+    return MediaSettings(**asdict(config.media))
 
 
 class Daemon:
