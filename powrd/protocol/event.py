@@ -91,10 +91,6 @@ def is_replaceable(kind: int) -> bool:
     return kind in (0, 3) or 10000 <= kind < 20000
 
 
-def is_ephemeral(kind: int) -> bool:
-    return 20000 <= kind < 30000
-
-
 def dumps(value: Any) -> str:
     """Compact JSON, UTF-8, no escaping beyond what RFC 8259 requires."""
     try:

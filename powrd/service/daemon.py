@@ -76,7 +76,6 @@ class Daemon:
         self.workers: dict[str, tuple[RelayWorker, asyncio.Task[None]]] = {}
         self.control: ControlServer | None = None
         self.notifier = Notifier.from_environ(self.environ)
-        self.storage_error: str | None = None
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
         self.commit_listeners: list[Any] = []
@@ -188,9 +187,6 @@ class Daemon:
             await self._stop.wait()
         finally:
             await self.stop()
-
-    def request_stop(self) -> None:
-        self._stop.set()
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
