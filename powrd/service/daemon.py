@@ -3,7 +3,7 @@
 Start-up: logging → identity → store (migrated, writer running) → pipeline → control
 socket → READY=1 → relay workers and background tasks. Shutdown (SIGTERM/SIGINT):
 STOPPING=1 → relay workers cancelled → control socket closed → writer drains and
-commits → exit 0. SIGHUP reloads the relay list and authors.
+commits → exit 0. SIGHUP: RELOADING=1 → the relay list and authors re-read → READY=1.
 """
 
 from __future__ import annotations
@@ -239,7 +239,18 @@ class Daemon:
             self.workers[url] = (worker, asyncio.create_task(worker.run(), name=f"relay {url}"))
 
     def reload(self) -> None:
-        """SIGHUP: re-read the config file; relays and authors change without a restart."""
+        """SIGHUP: re-read the config file; relays and authors change without a restart.
+
+        systemd hears ``RELOADING=1`` first and ``READY=1`` once done, whether the new
+        file was applied or refused (``Type=notify-reload`` waits for both).
+        """
+        self.notifier.reloading()
+        try:
+            self._reload()
+        finally:
+            self.notifier.ready(self.status_line())
+
+    def _reload(self) -> None:
         source = self.config.source
         try:
             fresh = load_config(source, self.environ)
