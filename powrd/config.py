@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
-from powrd.control.server import MAX_SOCKET_PATH_BYTES
+from powrd.control import MAX_SOCKET_PATH_BYTES
 from powrd.identity import parse_public_key
 
 CONFIG_ENV = "POWRD_CONFIG"

@@ -43,6 +43,7 @@ from typing import Any, Final
 
 import structlog
 
+from powrd.control import MAX_SOCKET_PATH_BYTES
 from powrd.control.framing import TOO_LONG, LineSplitter
 from powrd.control.rpc import (
     END_OF_STREAM,
@@ -66,8 +67,6 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_MAX_REQUEST_BYTES: Final = 1024 * 1024
 DEFAULT_MAX_CLIENTS: Final = 64
-# sockaddr_un.sun_path is 108 bytes on Linux, one of them the terminating NUL.
-MAX_SOCKET_PATH_BYTES: Final = 107
 READ_CHUNK_BYTES: Final = 64 * 1024
 # How long start() waits for an existing socket to accept before calling it live.
 PROBE_TIMEOUT_SECONDS: Final = 2.0
