@@ -16,10 +16,11 @@ The dataclasses are the only list of keys: the checks, the known keys named in
 "unknown key" hints and the list of sections are all read from their fields.
 
 * **A new key** is one field with a default in its section's dataclass. A ``bool``,
-  ``str`` or ``Path`` field needs nothing more; a number says its range with one of the
-  ``Annotated`` types below (``Positive``, ``NonNegative``, ``Seconds``,
-  ``SecondsOrZero``), anything else names its check as ``Annotated[T, _check]``. Then
-  document it, with its default, in ``config/powrd.toml`` (a test holds the two equal).
+  ``str``, ``Path``, ``int`` (>= 0) or ``float`` (>= 0) field needs nothing more; a
+  tighter range is one of the ``Annotated`` types defined with the checks (``Positive``,
+  ``NonNegative``, ``Seconds``, ``SecondsOrZero``), and anything else names its check as
+  ``Annotated[T, _check]``. Then document it, with its default, in
+  ``config/powrd.toml`` (tests fail if the file lacks it or if no code reads it).
 * **A new section** ``[name]`` is a frozen dataclass of such fields plus one field
   ``name: NameConfig = NameConfig()`` on :class:`Config`.
 
@@ -66,6 +67,10 @@ MIB = 1024 * 1024
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message is one line saying why and where."""
+
+
+# Field types such as Positive or Seconds carry each key's check; they are defined with
+# the checks further down (annotations are read only after the module has loaded).
 
 
 @dataclass(frozen=True)
