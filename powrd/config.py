@@ -63,6 +63,11 @@ _TOML_END = re.compile(r"^(?P<what>.*) \(at end of document\)$")
 _HEX_DIGITS = frozenset("0123456789abcdef")
 _MEDIA_TYPE_PREFIX = re.compile(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9.+-]*")
 MIB = 1024 * 1024
+# Keys that were once documented: a file that still has one keeps loading (an upgrade
+# must not stop the daemon), and the daemon logs that the key does nothing.
+RETIRED_KEYS = {
+    "store.batch_max_events": "nothing ever read it; delete the line",
+}
 
 
 class ConfigError(ValueError):
@@ -200,6 +205,8 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
     relays: tuple[RelayConfig, ...] = ()
     source: Path | None = None
+    ignored_keys: tuple[str, ...] = ()
+    """Keys of :data:`RETIRED_KEYS` found in the file: accepted, without effect."""
 
     @classmethod
     def defaults(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -239,7 +246,9 @@ class Config:
         source = _Source(name, directory)
         defaults = _environment_defaults(os.environ if environ is None else environ)
         config = _build(source, document, defaults)
-        config = dataclasses.replace(config, source=directory / file.name)
+        config = dataclasses.replace(
+            config, source=directory / file.name, ignored_keys=tuple(source.ignored)
+        )
         _check_consistency(source, config)
         return config
 
@@ -290,6 +299,7 @@ class _Source:
     def __init__(self, name: str, base_dir: Path) -> None:
         self.name = name
         self.base_dir = base_dir
+        self.ignored: list[str] = []
 
     def fail(self, message: str) -> NoReturn:
         raise ConfigError(f"{self.name}: {message}")
@@ -541,6 +551,9 @@ def _read_section(source: _Source, name: str, raw: Any, default: Any) -> Any:
     checks = _SECTIONS[name]
     values = {}
     for key, value in raw.items():
+        if f"{name}.{key}" in RETIRED_KEYS:
+            source.ignored.append(f"{name}.{key}")
+            continue
         check = checks.get(key)
         if check is None:
             elsewhere = [full for full in _ALL_KEYS if not full.startswith(f"{name}.")]

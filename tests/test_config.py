@@ -862,7 +862,8 @@ def test_every_key_is_read_by_the_code() -> None:
 
 
 def test_sections_and_checks_come_from_the_dataclasses() -> None:
-    config_fields = {f.name for f in dataclasses.fields(Config)} - {"relays", "source"}
+    not_sections = {"relays", "source", "ignored_keys"}
+    config_fields = {f.name for f in dataclasses.fields(Config)} - not_sections
     assert set(SECTIONS) == config_fields  # this test's table is complete, too
     assert list(config_module._SECTIONS) == list(SECTIONS)
     for name, section_class in SECTIONS.items():
@@ -901,3 +902,10 @@ def test_a_plain_field_gets_the_check_of_its_type(in_tmp: Path) -> None:
         with pytest.raises(ConfigError) as caught:
             checks[key](source, f"p.{key}", bad)
         assert str(caught.value) == f"powrd.toml: {message}"
+
+
+def test_a_retired_key_is_accepted_and_reported(in_tmp: Path) -> None:
+    config = load_text("[store]\nbatch_max_events = 2000\nrejected_log_max = 5\n")
+    assert config.ignored_keys == ("store.batch_max_events",)
+    assert config.store == StoreConfig(rejected_log_max=5)
+    assert load_text("[store]\nrejected_log_max = 5\n").ignored_keys == ()

@@ -21,7 +21,7 @@ import nostr_sdk
 import structlog
 
 from powrd import __version__
-from powrd.config import Config, ConfigError, load_config
+from powrd.config import RETIRED_KEYS, Config, ConfigError, load_config
 from powrd.control.server import AlreadyRunning, ControlServer
 from powrd.identity import IdentityError, load_secret_key
 from powrd.library.cache import QueryCache, run_access_flusher
@@ -83,6 +83,8 @@ class Daemon:
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
+        for key in self.config.ignored_keys:
+            log.warning("config key ignored", key=key, reason=RETIRED_KEYS[key])
         try:
             self.keys = load_secret_key(self.config.identity, self.environ)
         except IdentityError as error:

@@ -6,6 +6,7 @@ import ast
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from powrd.control.rpc import NOT_FOUND, InvalidParams, MethodError
 from powrd.protocol.event import loads
@@ -57,3 +58,13 @@ def test_control_is_a_transport_that_imports_nothing_from_service() -> None:
         if module == "powrd.service" or module.startswith(("powrd.service.", "powrd.cli"))
     }
     assert offenders == set()
+
+
+async def test_a_retired_config_key_is_logged_at_start(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("[store]\n", "[store]\nbatch_max_events = 2000\n"))
+    with capture_logs() as logs:
+        async with running_daemon(config) as daemon:
+            assert daemon.state == "running"
+    ignored = [entry for entry in logs if entry["event"] == "config key ignored"]
+    assert [entry["key"] for entry in ignored] == ["store.batch_max_events"]
