@@ -20,7 +20,8 @@ The dataclasses are the only list of keys: the checks, the known keys named in
   tighter range is one of the ``Annotated`` types defined with the checks (``Positive``,
   ``NonNegative``, ``Seconds``, ``SecondsOrZero``), and anything else names its check as
   ``Annotated[T, _check]``. Then document it, with its default, in
-  ``config/powrd.toml`` (tests fail if the file lacks it or if no code reads it).
+  ``config/powrd.toml`` (tests fail if the file lacks it or if no code reads it). A
+  ``<x>_min_<unit>`` key with a ``<x>_max_<unit>`` sibling is checked as a range.
 * **A new section** ``[name]`` is a frozen dataclass of such fields plus one field
   ``name: NameConfig = NameConfig()`` on :class:`Config`.
 
@@ -585,15 +586,21 @@ def _read_relays(source: _Source, raw: Any) -> tuple[RelayConfig, ...]:
 
 
 def _check_consistency(source: _Source, config: Config) -> None:
-    """Checks that involve more than one key, run on the final values."""
-    pairs = (
-        ("sync.reconnect_min_seconds", "sync.reconnect_max_seconds"),
-        ("resolver.retry_min_seconds", "resolver.retry_max_seconds"),
-        ("publisher.retry_min_seconds", "publisher.retry_max_seconds"),
-        ("media.retry_min_seconds", "media.retry_max_seconds"),
+    """Checks that involve more than one key, run on the final values.
+
+    Every ``<x>_min_<unit>`` key whose section also has ``<x>_max_<unit>`` is one such
+    pair without being listed (a new backoff range is checked by being named so).
+    """
+    pairs = [
+        (f"{section}.{key}", f"{section}.{key.replace('_min_', '_max_', 1)}")
+        for section, keys in _SECTIONS.items()
+        for key in keys
+        if "_min_" in key and key.replace("_min_", "_max_", 1) in keys
+    ]
+    pairs += [
         ("media.max_bytes", "media.budget_bytes"),
         ("limits.max_event_bytes", "sync.max_frame_bytes"),
-    )
+    ]
     for lower_key, upper_key in pairs:
         lower, upper = _lookup(config, lower_key), _lookup(config, upper_key)
         if upper < lower:
