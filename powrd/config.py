@@ -12,8 +12,21 @@ naming the file, the key, what was expected and what was found, for example
 ``powrd.toml: sync.kinds[1]: expected an integer from 0 to 65535, found "abc"``.
 Values that look like secret keys are never repeated in those messages.
 
-The sections are immutable and compare by value, so a reload can diff the old and the
-new config (:meth:`Config.changed_keys`) and ``dataclasses.replace`` works on every level.
+The dataclasses are the only list of keys: the checks, the known keys named in
+"unknown key" hints and the list of sections are all read from their fields.
+
+* **A new key** is one field with a default in its section's dataclass. A ``bool``,
+  ``str``, ``Path``, ``int`` (>= 0) or ``float`` (>= 0) field needs nothing more; a
+  tighter range is one of the ``Annotated`` types defined with the checks (``Positive``,
+  ``NonNegative``, ``Seconds``, ``SecondsOrZero``), and anything else names its check as
+  ``Annotated[T, _check]``. Then document it, with its default, in
+  ``config/powrd.toml`` (tests fail if the file lacks it or if no code reads it). A
+  ``<x>_min_<unit>`` key with a ``<x>_max_<unit>`` sibling is checked as a range.
+* **A new section** ``[name]`` is a frozen dataclass of such fields plus one field
+  ``name: NameConfig = NameConfig()`` on :class:`Config`.
+
+The sections are immutable and compare by value, and ``dataclasses.replace`` works on
+every level.
 """
 
 from __future__ import annotations
@@ -26,13 +39,15 @@ import math
 import os
 import re
 import tomllib
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
+from powrd.control import MAX_SOCKET_PATH_BYTES
 from powrd.identity import parse_public_key
 
 CONFIG_ENV = "POWRD_CONFIG"
@@ -42,8 +57,6 @@ DEFAULT_SOCKET_NAME = "powrd.sock"
 SYSTEMD_SOCKET_NAME = "control.sock"
 DEFAULT_KINDS = (33401, 33402, 1301, 30003)
 MAX_KIND = 65535
-# sun_path holds 108 bytes on Linux, one of them the terminating NUL.
-MAX_SOCKET_PATH_BYTES = 107
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -52,10 +65,19 @@ _TOML_END = re.compile(r"^(?P<what>.*) \(at end of document\)$")
 _HEX_DIGITS = frozenset("0123456789abcdef")
 _MEDIA_TYPE_PREFIX = re.compile(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9.+-]*")
 MIB = 1024 * 1024
+# Keys that were once documented: a file that still has one keeps loading (an upgrade
+# must not stop the daemon), and the daemon logs that the key does nothing.
+RETIRED_KEYS = {
+    "store.batch_max_events": "nothing ever read it; delete the line",
+}
 
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message is one line saying why and where."""
+
+
+# Field types such as Positive or Seconds carry each key's check; they are defined with
+# the checks further down (annotations are read only after the module has loaded).
 
 
 @dataclass(frozen=True)
@@ -63,8 +85,7 @@ class StoreConfig:
     """``[store]``: the SQLite database."""
 
     path: Path = Path(DEFAULT_DATABASE_NAME)
-    batch_max_events: int = 2000
-    rejected_log_max: int = 10000
+    rejected_log_max: NonNegative = 10000
 
 
 @dataclass(frozen=True)
@@ -72,31 +93,31 @@ class ControlConfig:
     """``[control]``: the local JSON-RPC socket."""
 
     socket: Path = Path(DEFAULT_SOCKET_NAME)
-    max_request_bytes: int = 1048576
+    max_request_bytes: Positive = 1048576
 
 
 @dataclass(frozen=True)
 class IdentityConfig:
     """``[identity]``: where the daemon's own secret key lives (``None``: read-only)."""
 
-    secret_key_file: Path | None = None
+    secret_key_file: Annotated[Path | None, _secret_key_file] = None
 
 
 @dataclass(frozen=True)
 class SyncConfig:
     """``[sync]``: what to fetch from relays and how hard to try."""
 
-    authors: tuple[str, ...] = ()
-    kinds: tuple[int, ...] = DEFAULT_KINDS
-    overlap_seconds: int = 600
-    page_limit: int = 500
-    max_authors_per_filter: int = 200
-    max_frame_bytes: int = 1048576
-    reconnect_min_seconds: float = 1.0
-    reconnect_max_seconds: float = 300.0
-    min_reconnect_interval_seconds: float = 2.0
-    eose_timeout_seconds: float = 30.0
-    queue_max_events: int = 10000
+    authors: Annotated[tuple[str, ...], _authors] = ()
+    kinds: Annotated[tuple[int, ...], _kinds] = DEFAULT_KINDS
+    overlap_seconds: NonNegative = 600
+    page_limit: Positive = 500
+    max_authors_per_filter: Positive = 200
+    max_frame_bytes: Positive = 1048576
+    reconnect_min_seconds: Seconds = 1.0
+    reconnect_max_seconds: Seconds = 300.0
+    min_reconnect_interval_seconds: SecondsOrZero = 2.0
+    eose_timeout_seconds: Seconds = 30.0
+    queue_max_events: Positive = 10000
     compression: bool = False
     allow_private_relays: bool = False
 
@@ -105,8 +126,8 @@ class SyncConfig:
 class LimitsConfig:
     """``[limits]``: what an incoming event may be."""
 
-    max_event_bytes: int = 131072
-    max_future_seconds: int = 900
+    max_event_bytes: Positive = 131072
+    max_future_seconds: NonNegative = 900
 
 
 @dataclass(frozen=True)
@@ -114,12 +135,12 @@ class ResolverConfig:
     """``[resolver]``: fetching the exercises that templates and records reference."""
 
     enabled: bool = True
-    max_extra_relays: int = 8
-    batch_max_coordinates: int = 200
-    retry_min_seconds: float = 5.0
-    retry_max_seconds: float = 3600.0
-    not_found_retry_seconds: int = 21600
-    fetch_timeout_seconds: float = 15.0
+    max_extra_relays: NonNegative = 8
+    batch_max_coordinates: Positive = 200
+    retry_min_seconds: Seconds = 5.0
+    retry_max_seconds: Seconds = 3600.0
+    not_found_retry_seconds: Positive = 21600
+    fetch_timeout_seconds: Seconds = 15.0
 
 
 @dataclass(frozen=True)
@@ -127,17 +148,17 @@ class PublisherConfig:
     """``[publisher]``: sending the user's own events to write relays."""
 
     enabled: bool = True
-    retry_min_seconds: float = 2.0
-    retry_max_seconds: float = 600.0
-    ok_timeout_seconds: float = 15.0
+    retry_min_seconds: Seconds = 2.0
+    retry_max_seconds: Seconds = 600.0
+    ok_timeout_seconds: Seconds = 15.0
 
 
 @dataclass(frozen=True)
 class CacheConfig:
     """``[cache]``: the in-memory cache of resolved templates and exercise lookups."""
 
-    max_entries: int = 2000
-    max_bytes: int = 16 * MIB
+    max_entries: NonNegative = 2000
+    max_bytes: NonNegative = 16 * MIB
 
 
 @dataclass(frozen=True)
@@ -145,13 +166,13 @@ class MediaConfig:
     """``[media]``: downloading the images and videos that exercises link (NIP-92 imeta)."""
 
     enabled: bool = True
-    max_bytes: int = 10 * MIB
-    budget_bytes: int = 256 * MIB
-    thumbnail_max_px: int = 256
-    retry_min_seconds: float = 5.0
-    retry_max_seconds: float = 3600.0
-    timeout_seconds: float = 30.0
-    allowed_types: tuple[str, ...] = ("image/", "video/")
+    max_bytes: Positive = 10 * MIB
+    budget_bytes: Positive = 256 * MIB
+    thumbnail_max_px: Annotated[int, _integer(1, 4096)] = 256
+    retry_min_seconds: Seconds = 5.0
+    retry_max_seconds: Seconds = 3600.0
+    timeout_seconds: Seconds = 30.0
+    allowed_types: Annotated[tuple[str, ...], _media_types] = ("image/", "video/")
 
 
 @dataclass(frozen=True)
@@ -159,15 +180,15 @@ class LocalRelayConfig:
     """``[local_relay]``: the NIP-01 relay endpoint apps use (``listen`` is host:port)."""
 
     enabled: bool = True
-    listen: str = "127.0.0.1:4869"
+    listen: Annotated[str, _listen] = "127.0.0.1:4869"
     allow_remote: bool = False
-    max_connections: int = 64
-    max_subscriptions_per_connection: int = 32
-    max_filters_per_req: int = 16
-    max_limit: int = 5000
-    default_limit: int = 500
-    max_message_bytes: int = 256 * 1024
-    events_per_minute: int = 600
+    max_connections: Positive = 64
+    max_subscriptions_per_connection: Positive = 32
+    max_filters_per_req: Positive = 16
+    max_limit: Positive = 5000
+    default_limit: Positive = 500
+    max_message_bytes: Annotated[int, _integer(1024)] = 256 * 1024
+    events_per_minute: Positive = 600
 
     @property
     def address(self) -> tuple[str, int]:
@@ -179,15 +200,15 @@ class LocalRelayConfig:
 class LoggingConfig:
     """``[logging]``: level and output format (``auto``: JSON unless on a terminal)."""
 
-    level: str = "info"
-    format: str = "auto"
+    level: Annotated[str, _choice(*LOG_LEVELS)] = "info"
+    format: Annotated[str, _choice(*LOG_FORMATS)] = "auto"
 
 
 @dataclass(frozen=True)
 class RelayConfig:
     """One ``[[relays]]`` entry; ``url`` is normalized (lowercase host, no trailing slash)."""
 
-    url: str
+    url: Annotated[str, _relay_url]
     read: bool = True
     write: bool = True
 
@@ -209,6 +230,8 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
     relays: tuple[RelayConfig, ...] = ()
     source: Path | None = None
+    ignored_keys: tuple[str, ...] = ()
+    """Keys of :data:`RETIRED_KEYS` found in the file: accepted, without effect."""
 
     @classmethod
     def defaults(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -248,7 +271,9 @@ class Config:
         source = _Source(name, directory)
         defaults = _environment_defaults(os.environ if environ is None else environ)
         config = _build(source, document, defaults)
-        config = dataclasses.replace(config, source=directory / file.name)
+        config = dataclasses.replace(
+            config, source=directory / file.name, ignored_keys=tuple(source.ignored)
+        )
         _check_consistency(source, config)
         return config
 
@@ -264,29 +289,6 @@ class Config:
             for relay in self.relays
             if (read is None or relay.read == read) and (write is None or relay.write == write)
         )
-
-    def changed_keys(self, other: Config) -> tuple[str, ...]:
-        """Key paths whose values differ between two configs (``relays`` as a whole).
-
-        Args:
-            other: Typically the config re-read on reload.
-
-        Returns:
-            Paths such as ``"sync.authors"`` or ``"relays"``, in declaration order.
-        """
-        changed: list[str] = []
-        for section in dataclasses.fields(self):
-            mine, theirs = getattr(self, section.name), getattr(other, section.name)
-            if not dataclasses.is_dataclass(mine):
-                if mine != theirs:
-                    changed.append(section.name)
-                continue
-            changed.extend(
-                f"{section.name}.{key.name}"
-                for key in dataclasses.fields(mine)
-                if getattr(mine, key.name) != getattr(theirs, key.name)
-            )
-        return tuple(changed)
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -322,6 +324,7 @@ class _Source:
     def __init__(self, name: str, base_dir: Path) -> None:
         self.name = name
         self.base_dir = base_dir
+        self.ignored: list[str] = []
 
     def fail(self, message: str) -> NoReturn:
         raise ConfigError(f"{self.name}: {message}")
@@ -508,85 +511,60 @@ def _listen(source: _Source, key: str, value: Any) -> str:
     return value
 
 
-_SECTIONS: dict[str, dict[str, Check]] = {
-    "store": {
-        "path": _path,
-        "batch_max_events": _integer(1),
-        "rejected_log_max": _integer(0),
-    },
-    "control": {
-        "socket": _path,
-        "max_request_bytes": _integer(1),
-    },
-    "identity": {
-        "secret_key_file": _secret_key_file,
-    },
-    "sync": {
-        "authors": _authors,
-        "kinds": _kinds,
-        "overlap_seconds": _integer(0),
-        "page_limit": _integer(1),
-        "max_authors_per_filter": _integer(1),
-        "max_frame_bytes": _integer(1),
-        "reconnect_min_seconds": _seconds(zero_allowed=False),
-        "reconnect_max_seconds": _seconds(zero_allowed=False),
-        "min_reconnect_interval_seconds": _seconds(zero_allowed=True),
-        "eose_timeout_seconds": _seconds(zero_allowed=False),
-        "queue_max_events": _integer(1),
-        "compression": _boolean,
-        "allow_private_relays": _boolean,
-    },
-    "limits": {
-        "max_event_bytes": _integer(1),
-        "max_future_seconds": _integer(0),
-    },
-    "resolver": {
-        "enabled": _boolean,
-        "max_extra_relays": _integer(0),
-        "batch_max_coordinates": _integer(1),
-        "retry_min_seconds": _seconds(zero_allowed=False),
-        "retry_max_seconds": _seconds(zero_allowed=False),
-        "not_found_retry_seconds": _integer(1),
-        "fetch_timeout_seconds": _seconds(zero_allowed=False),
-    },
-    "publisher": {
-        "enabled": _boolean,
-        "retry_min_seconds": _seconds(zero_allowed=False),
-        "retry_max_seconds": _seconds(zero_allowed=False),
-        "ok_timeout_seconds": _seconds(zero_allowed=False),
-    },
-    "cache": {
-        "max_entries": _integer(0),
-        "max_bytes": _integer(0),
-    },
-    "media": {
-        "enabled": _boolean,
-        "max_bytes": _integer(1),
-        "budget_bytes": _integer(1),
-        "thumbnail_max_px": _integer(1, 4096),
-        "retry_min_seconds": _seconds(zero_allowed=False),
-        "retry_max_seconds": _seconds(zero_allowed=False),
-        "timeout_seconds": _seconds(zero_allowed=False),
-        "allowed_types": _media_types,
-    },
-    "local_relay": {
-        "enabled": _boolean,
-        "listen": _listen,
-        "allow_remote": _boolean,
-        "max_connections": _integer(1),
-        "max_subscriptions_per_connection": _integer(1),
-        "max_filters_per_req": _integer(1),
-        "max_limit": _integer(1),
-        "default_limit": _integer(1),
-        "max_message_bytes": _integer(1024),
-        "events_per_minute": _integer(1),
-    },
-    "logging": {
-        "level": _choice(*LOG_LEVELS),
-        "format": _choice(*LOG_FORMATS),
-    },
+def _number(source: _Source, key: str, value: Any) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+        source.expected(key, "a number >= 0", value)
+    return float(value)
+
+
+def _string(source: _Source, key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        source.expected(key, "a string", value)
+    return value
+
+
+# The ranges a numeric field can declare (see the module docstring).
+Positive = Annotated[int, _integer(1)]
+NonNegative = Annotated[int, _integer(0)]
+Seconds = Annotated[float, _seconds(zero_allowed=False)]
+SecondsOrZero = Annotated[float, _seconds(zero_allowed=True)]
+
+# The check of a field declared with a plain type (no Annotated check of its own).
+_PLAIN_CHECKS: dict[object, Check] = {
+    bool: _boolean,
+    int: _integer(0),
+    float: _number,
+    str: _string,
+    Path: _path,
 }
-_RELAY_KEYS: dict[str, Check] = {"url": _relay_url, "read": _boolean, "write": _boolean}
+
+
+def _checks_of(section: type) -> dict[str, Check]:
+    """Key name to check, read off a section dataclass's fields in declaration order."""
+    hints = typing.get_type_hints(section, include_extras=True)
+    checks: dict[str, Check] = {}
+    for key in dataclasses.fields(section):
+        hint = hints[key.name]
+        if typing.get_origin(hint) is Annotated:
+            check = hint.__metadata__[0]
+        else:
+            check = _PLAIN_CHECKS.get(hint)
+        if check is None:
+            raise TypeError(
+                f"{section.__name__}.{key.name}: no config check for {hint}; declare it as "
+                "Annotated[<type>, <check>] (see the powrd.config docstring)"
+            )
+        checks[key.name] = check
+    return checks
+
+
+_SECTION_TYPES = typing.get_type_hints(Config)
+_SECTIONS: dict[str, dict[str, Check]] = {
+    key.name: _checks_of(_SECTION_TYPES[key.name])
+    for key in dataclasses.fields(Config)
+    if dataclasses.is_dataclass(_SECTION_TYPES[key.name])
+}
+_RELAY_KEYS = _checks_of(RelayConfig)
 _ALL_KEYS = [f"{section}.{key}" for section, keys in _SECTIONS.items() for key in keys]
 
 
@@ -622,6 +600,9 @@ def _read_section(source: _Source, name: str, raw: Any, default: Any) -> Any:
     checks = _SECTIONS[name]
     values = {}
     for key, value in raw.items():
+        if f"{name}.{key}" in RETIRED_KEYS:
+            source.ignored.append(f"{name}.{key}")
+            continue
         check = checks.get(key)
         if check is None:
             elsewhere = [full for full in _ALL_KEYS if not full.startswith(f"{name}.")]
@@ -653,16 +634,22 @@ def _read_relays(source: _Source, raw: Any) -> tuple[RelayConfig, ...]:
 
 
 def _check_consistency(source: _Source, config: Config) -> None:
-    """Checks that involve more than one key, run on the final values."""
-    pairs = (
-        ("sync.reconnect_min_seconds", "sync.reconnect_max_seconds"),
-        ("resolver.retry_min_seconds", "resolver.retry_max_seconds"),
-        ("publisher.retry_min_seconds", "publisher.retry_max_seconds"),
-        ("media.retry_min_seconds", "media.retry_max_seconds"),
+    """Checks that involve more than one key, run on the final values.
+
+    Every ``<x>_min_<unit>`` key whose section also has ``<x>_max_<unit>`` is one such
+    pair without being listed (a new backoff range is checked by being named so).
+    """
+    pairs = [
+        (f"{section}.{key}", f"{section}.{key.replace('_min_', '_max_', 1)}")
+        for section, keys in _SECTIONS.items()
+        for key in keys
+        if "_min_" in key and key.replace("_min_", "_max_", 1) in keys
+    ]
+    pairs += [
         ("media.max_bytes", "media.budget_bytes"),
         ("limits.max_event_bytes", "sync.max_frame_bytes"),
         ("local_relay.default_limit", "local_relay.max_limit"),
-    )
+    ]
     for lower_key, upper_key in pairs:
         lower, upper = _lookup(config, lower_key), _lookup(config, upper_key)
         if upper < lower:

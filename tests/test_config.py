@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import tomllib
 from pathlib import Path
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nostr_sdk import Keys
 
+from powrd import config as config_module
 from powrd.config import (
     CacheConfig,
     Config,
@@ -20,6 +22,7 @@ from powrd.config import (
     ControlConfig,
     IdentityConfig,
     LimitsConfig,
+    LocalRelayConfig,
     LoggingConfig,
     MediaConfig,
     PublisherConfig,
@@ -46,6 +49,7 @@ SECTIONS = {
     "publisher": PublisherConfig,
     "cache": CacheConfig,
     "media": MediaConfig,
+    "local_relay": LocalRelayConfig,
     "logging": LoggingConfig,
 }
 
@@ -105,8 +109,8 @@ def test_defaults_take_first_of_several_systemd_directories() -> None:
 
 def test_file_without_paths_keeps_systemd_defaults(in_tmp: Path) -> None:
     environ = {"STATE_DIRECTORY": "/var/lib/powrd", "RUNTIME_DIRECTORY": "/run/powrd"}
-    config = load_text("[store]\nbatch_max_events = 7\n", environ)
-    assert config.store == StoreConfig(Path("/var/lib/powrd/powrd.db"), 7, 10000)
+    config = load_text("[store]\nrejected_log_max = 7\n", environ)
+    assert config.store == StoreConfig(Path("/var/lib/powrd/powrd.db"), 7)
     assert config.control.socket == Path("/run/powrd/control.sock")
 
 
@@ -122,24 +126,24 @@ def test_load_config_without_anything_gives_defaults(in_tmp: Path) -> None:
 
 
 def test_load_config_finds_powrd_toml_in_working_directory(in_tmp: Path) -> None:
-    (in_tmp / "powrd.toml").write_text("[store]\nbatch_max_events = 3\n")
+    (in_tmp / "powrd.toml").write_text("[store]\nrejected_log_max = 3\n")
     config = load_config(None, {})
-    assert config.store.batch_max_events == 3
+    assert config.store.rejected_log_max == 3
     assert config.source == in_tmp.resolve() / "powrd.toml"
 
 
 def test_load_config_uses_powrd_config_variable(in_tmp: Path) -> None:
-    (in_tmp / "powrd.toml").write_text("[store]\nbatch_max_events = 3\n")
+    (in_tmp / "powrd.toml").write_text("[store]\nrejected_log_max = 3\n")
     named = in_tmp / "elsewhere.toml"
-    named.write_text("[store]\nbatch_max_events = 4\n")
-    assert load_config(None, {"POWRD_CONFIG": str(named)}).store.batch_max_events == 4
+    named.write_text("[store]\nrejected_log_max = 4\n")
+    assert load_config(None, {"POWRD_CONFIG": str(named)}).store.rejected_log_max == 4
 
 
 def test_load_config_explicit_path_beats_powrd_config(in_tmp: Path) -> None:
     explicit = in_tmp / "explicit.toml"
-    explicit.write_text("[store]\nbatch_max_events = 5\n")
+    explicit.write_text("[store]\nrejected_log_max = 5\n")
     environ = {"POWRD_CONFIG": str(in_tmp / "missing.toml")}
-    assert load_config(explicit, environ).store.batch_max_events == 5
+    assert load_config(explicit, environ).store.rejected_log_max == 5
 
 
 def test_load_config_missing_powrd_config_file_says_where_the_name_came_from(
@@ -232,16 +236,15 @@ def test_empty_file_is_all_defaults(in_tmp: Path) -> None:
     assert dataclasses.replace(config, source=None) == Config.defaults({})
 
 
-def test_configs_compare_by_value_and_report_changed_keys(in_tmp: Path) -> None:
+def test_configs_compare_by_value(in_tmp: Path) -> None:
     first = load_text('[sync]\nkinds = [1301]\n[[relays]]\nurl = "wss://a.example"\n')
     again = load_text('[sync]\nkinds = [1301]\n[[relays]]\nurl = "wss://a.example"\n')
     assert first == again
     assert hash(first) == hash(again)
-    assert first.changed_keys(again) == ()
     changed = load_text('[sync]\nkinds = [1]\n[logging]\nlevel = "error"\n')
-    assert first.changed_keys(changed) == ("sync.kinds", "logging.level", "relays")
+    assert first != changed
     tweaked = dataclasses.replace(first, store=dataclasses.replace(first.store, path=Path("x")))
-    assert first.changed_keys(tweaked) == ("store.path",)
+    assert first != tweaked
 
 
 def test_cache_and_media_values_are_read_and_normalized(in_tmp: Path) -> None:
@@ -286,7 +289,7 @@ ERRORS = [
     ),
     (
         "[store]\nzzz = 1\n",
-        "powrd.toml: unknown key store.zzz (known: path, batch_max_events, rejected_log_max)",
+        "powrd.toml: unknown key store.zzz (known: path, rejected_log_max)",
     ),
     (f"[identity]\n{NSEC} = 1\n", "powrd.toml: unknown key identity.<a secret key, not shown>"),
     # A hex secret key cannot be told from a hex public key: neither is repeated.
@@ -305,20 +308,20 @@ ERRORS = [
     ("logging = []\n", "powrd.toml: logging: expected a table ([logging]), found an empty array"),
     # integers
     (
-        '[store]\nbatch_max_events = "10"\n',
-        'powrd.toml: store.batch_max_events: expected an integer >= 1, found "10"',
+        '[sync]\npage_limit = "10"\n',
+        'powrd.toml: sync.page_limit: expected an integer >= 1, found "10"',
     ),
     (
-        "[store]\nbatch_max_events = 10.0\n",
-        "powrd.toml: store.batch_max_events: expected an integer >= 1, found 10.0",
+        "[sync]\npage_limit = 10.0\n",
+        "powrd.toml: sync.page_limit: expected an integer >= 1, found 10.0",
     ),
     (
-        "[store]\nbatch_max_events = true\n",
-        "powrd.toml: store.batch_max_events: expected an integer >= 1, found true",
+        "[sync]\npage_limit = true\n",
+        "powrd.toml: sync.page_limit: expected an integer >= 1, found true",
     ),
     (
-        "[store]\nbatch_max_events = 0\n",
-        "powrd.toml: store.batch_max_events: expected an integer >= 1, found 0",
+        "[sync]\npage_limit = 0\n",
+        "powrd.toml: sync.page_limit: expected an integer >= 1, found 0",
     ),
     (
         "[store]\nrejected_log_max = -1\n",
@@ -745,8 +748,8 @@ def test_bad_utf8(in_tmp: Path) -> None:
 
 
 def test_byte_order_mark_is_tolerated(in_tmp: Path) -> None:
-    Path("powrd.toml").write_bytes(b"\xef\xbb\xbf[store]\nbatch_max_events = 9\n")
-    assert Config.from_toml("powrd.toml", {}).store.batch_max_events == 9
+    Path("powrd.toml").write_bytes(b"\xef\xbb\xbf[store]\nrejected_log_max = 9\n")
+    assert Config.from_toml("powrd.toml", {}).store.rejected_log_max == 9
 
 
 def test_missing_file(in_tmp: Path) -> None:
@@ -864,3 +867,71 @@ def test_relay_urls_are_validated_and_normalization_is_stable(in_tmp: Path, url:
     assert not urlsplit(normalized).path.endswith("/")
     assert urlsplit(normalized).hostname
     assert load_text(f"[[relays]]\nurl = {_toml_value(normalized)}\n").relays[0].url == normalized
+
+
+# --- the dataclasses are the one list of keys -------------------------------------------
+
+
+def test_every_key_is_read_by_the_code() -> None:
+    """A key that nothing reads is a promise the daemon does not keep: delete it."""
+    package = Path(__file__).resolve().parents[1] / "powrd"
+    code = "\n".join(
+        path.read_text() for path in package.rglob("*.py") if path.name != "config.py"
+    ) + inspect.getsource(config_module._check_consistency)  # start-up checks read keys too
+    unread = [
+        f"{name}.{field.name}"
+        for name, section_class in SECTIONS.items()
+        for field in dataclasses.fields(section_class)
+        if f".{field.name}" not in code and f"{field.name}=" not in code
+    ]
+    assert unread == []
+
+
+def test_sections_and_checks_come_from_the_dataclasses() -> None:
+    not_sections = {"relays", "source", "ignored_keys"}
+    config_fields = {f.name for f in dataclasses.fields(Config)} - not_sections
+    assert set(SECTIONS) == config_fields  # this test's table is complete, too
+    assert list(config_module._SECTIONS) == list(SECTIONS)
+    for name, section_class in SECTIONS.items():
+        assert list(config_module._SECTIONS[name]) == [
+            f.name for f in dataclasses.fields(section_class)
+        ]
+
+
+def test_a_field_of_a_type_without_a_check_is_refused_at_once() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Odd:
+        weights: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    with pytest.raises(TypeError, match=r"Odd.weights: no config check for .*Annotated"):
+        config_module._checks_of(Odd)
+
+
+def test_a_plain_field_gets_the_check_of_its_type(in_tmp: Path) -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Plain:
+        name: str = "x"
+        count: int = 1
+        ratio: float = 0.5
+        on: bool = False
+
+    checks = config_module._checks_of(Plain)
+    source = config_module._Source("powrd.toml", in_tmp)
+    assert checks["name"](source, "p.name", "y") == "y"
+    assert checks["ratio"](source, "p.ratio", 2) == 2.0
+    for key, bad, message in (
+        ("name", 5, "p.name: expected a string, found 5"),
+        ("count", -1, "p.count: expected an integer >= 0, found -1"),
+        ("ratio", "1", 'p.ratio: expected a number >= 0, found "1"'),
+        ("on", 1, "p.on: expected true or false, found 1"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            checks[key](source, f"p.{key}", bad)
+        assert str(caught.value) == f"powrd.toml: {message}"
+
+
+def test_a_retired_key_is_accepted_and_reported(in_tmp: Path) -> None:
+    config = load_text("[store]\nbatch_max_events = 2000\nrejected_log_max = 5\n")
+    assert config.ignored_keys == ("store.batch_max_events",)
+    assert config.store == StoreConfig(rejected_log_max=5)
+    assert load_text("[store]\nrejected_log_max = 5\n").ignored_keys == ()

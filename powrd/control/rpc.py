@@ -240,5 +240,5 @@ def failure_reply(request: Request, exc: Exception) -> ErrorReply:
         return ErrorReply(INVALID_PARAMS, f"invalid params: {exc.message}", request.id)
     if isinstance(exc, MethodError):
         return ErrorReply(exc.code, exc.message, request.id, exc.data)
-    log.error("control_handler_failed", method=request.method, exc_info=exc)
+    log.error("control handler failed", method=request.method, exc_info=exc)
     return ErrorReply(INTERNAL_ERROR, "internal error", request.id)

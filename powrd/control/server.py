@@ -43,6 +43,7 @@ from typing import Any, Final
 
 import structlog
 
+from powrd.control import MAX_SOCKET_PATH_BYTES
 from powrd.control.framing import TOO_LONG, LineSplitter
 from powrd.control.rpc import (
     END_OF_STREAM,
@@ -66,8 +67,6 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_MAX_REQUEST_BYTES: Final = 1024 * 1024
 DEFAULT_MAX_CLIENTS: Final = 64
-# sockaddr_un.sun_path is 108 bytes on Linux, one of them the terminating NUL.
-MAX_SOCKET_PATH_BYTES: Final = 107
 READ_CHUNK_BYTES: Final = 64 * 1024
 # How long start() waits for an existing socket to accept before calling it live.
 PROBE_TIMEOUT_SECONDS: Final = 2.0
@@ -135,7 +134,7 @@ class ControlServer:
         # one while we run; close() relies on that to tell our file from theirs.
         bound = os.stat(self.path)
         self._bound_inode = (bound.st_dev, bound.st_ino)
-        log.info("control_listening", path=str(self.path))
+        log.info("control socket listening", path=str(self.path))
 
     async def close(self) -> None:
         """Stop accepting, cancel every client (and its running handler), remove the socket.
@@ -156,7 +155,7 @@ class ControlServer:
             current = os.stat(self.path)
             if (current.st_dev, current.st_ino) == self._bound_inode:
                 os.unlink(self.path)
-        log.info("control_closed", path=str(self.path))
+        log.info("control socket closed", path=str(self.path))
 
     async def _serve_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -180,11 +179,11 @@ class ControlServer:
 
     def _refusal(self, writer: asyncio.StreamWriter) -> ErrorReply | None:
         if len(self._clients) >= self._max_clients:
-            log.warning("control_client_refused", reason="too many clients")
+            log.warning("control client refused", reason="too many clients")
             return ErrorReply(SERVER_BUSY, "too many clients")
         pid, uid = _peer_credentials(writer.get_extra_info("socket"))
         if uid not in (os.geteuid(), 0):
-            log.warning("control_client_refused", reason="uid not allowed", pid=pid, uid=uid)
+            log.warning("control client refused", reason="uid not allowed", pid=pid, uid=uid)
             return ErrorReply(PERMISSION_DENIED, "permission denied")
         return None
 
@@ -211,7 +210,7 @@ class ControlServer:
             if isinstance(outcome, Stream):
                 await _close_iterator(outcome.iterator)
             elif isinstance(outcome, ErrorReply):
-                log.info("control_notification_failed", method=request.method, code=outcome.code)
+                log.info("control notification failed", method=request.method, code=outcome.code)
             return
         if isinstance(outcome, ErrorReply):
             await _send(writer, outcome.to_line())
@@ -248,7 +247,7 @@ def _encode_result(request: Request, result: Any) -> bytes | None:
     try:
         return result_line(request.id, result)
     except (TypeError, ValueError) as exc:
-        log.error("control_result_not_json", method=request.method, exc_info=exc)
+        log.error("control result not JSON", method=request.method, exc_info=exc)
         return None
 
 
@@ -269,7 +268,7 @@ async def _close_iterator(iterator: AsyncIterator[Any]) -> None:
     try:
         await aclose()
     except Exception as exc:
-        log.error("control_stream_close_failed", exc_info=exc)
+        log.error("control stream close failed", exc_info=exc)
 
 
 def _peer_credentials(sock: Any) -> tuple[int, int]:
@@ -294,7 +293,7 @@ async def _remove_stale_socket(path: Path) -> None:
         )
     except ConnectionRefusedError:
         os.unlink(path)
-        log.info("control_stale_socket_removed", path=str(path))
+        log.info("stale control socket removed", path=str(path))
         return
     except TimeoutError:
         raise AlreadyRunning(f"{path} is held by a process that does not answer") from None

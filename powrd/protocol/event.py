@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -37,6 +37,9 @@ class Event:
     tags: list[list[str]]
     content: str
     sig: str
+    # The event's compact JSON when whoever built it already had it (nostr-sdk's output
+    # when signing): to_json() hands it out instead of serializing the event again.
+    serialized: str | None = field(default=None, repr=False)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Event) and other.id == self.id and other.sig == self.sig
@@ -57,6 +60,8 @@ class Event:
 
     def to_json(self) -> str:
         """Compact JSON of the whole event (the form powrd stores and sends)."""
+        if self.serialized is not None:
+            return self.serialized
         return dumps(self.to_dict())
 
     def first_tag(self, name: str) -> str | None:
@@ -89,10 +94,6 @@ def is_addressable(kind: int) -> bool:
 
 def is_replaceable(kind: int) -> bool:
     return kind in (0, 3) or 10000 <= kind < 20000
-
-
-def is_ephemeral(kind: int) -> bool:
-    return 20000 <= kind < 30000
 
 
 def dumps(value: Any) -> str:

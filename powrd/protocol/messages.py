@@ -26,20 +26,6 @@ WRONG_ARITY = "wrong number of elements"
 WRONG_TYPE = "wrong element type"
 BAD_FILTER = "bad filter"
 
-# Prefixes NIP-01 defines for the message of OK and CLOSED; relays may invent others.
-KNOWN_PREFIXES = frozenset(
-    (
-        "duplicate",
-        "pow",
-        "blocked",
-        "rate-limited",
-        "invalid",
-        "restricted",
-        "mute",
-        "error",
-        "auth-required",
-    )
-)
 _PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 

@@ -15,7 +15,6 @@ EXPIRED = "invalid: event expired"
 DELETED = "blocked: event was deleted"
 FILTER_MISMATCH = "invalid: event does not match the subscription"
 OVER_LIMIT = "invalid: more events than the filter's limit"
-UNSUPPORTED_KIND = "blocked: kind not synced"
 MALFORMED_PREFIX = "invalid: malformed event"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import nostr_sdk
@@ -20,7 +21,8 @@ def sign_event(
         .tags([nostr_sdk.Tag.parse(list(tag)) for tag in tags])
         .custom_created_at(nostr_sdk.Timestamp.from_secs(created_at))
     )
-    return parse_event(loads(builder.finalize(keys).as_json()))
+    serialized = builder.finalize(keys).as_json()
+    return dataclasses.replace(parse_event(loads(serialized)), serialized=serialized)
 
 
 def auth_event(keys: nostr_sdk.Keys, relay_url: str, challenge: str, created_at: int) -> Event:

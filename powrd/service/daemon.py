@@ -3,7 +3,7 @@
 Start-up: logging → identity → store (migrated, writer running) → pipeline → control
 socket → READY=1 → relay workers and background tasks. Shutdown (SIGTERM/SIGINT):
 STOPPING=1 → relay workers cancelled → control socket closed → writer drains and
-commits → exit 0. SIGHUP reloads the relay list and authors.
+commits → exit 0. SIGHUP: RELOADING=1 → the relay list and authors re-read → READY=1.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import nostr_sdk
 import structlog
 
 from powrd import __version__
-from powrd.config import Config, ConfigError, load_config
+from powrd.config import RETIRED_KEYS, Config, ConfigError, load_config
 from powrd.control.server import AlreadyRunning, ControlServer
 from powrd.identity import IdentityError, load_secret_key
 from powrd.library.cache import QueryCache, run_access_flusher
@@ -30,6 +30,7 @@ from powrd.serve import backend as relay_backend
 from powrd.serve.server import LocalRelayServer
 from powrd.service import hardening, memory
 from powrd.service.counts import StatusCounts
+from powrd.service.methods import build_methods
 from powrd.service.notify import Notifier, watchdog_interval, watchdog_loop
 from powrd.store import fetchqueue, outbox
 from powrd.store import ingest as store_ingest
@@ -54,17 +55,8 @@ class StartupError(Exception):
 
 
 def media_settings(config: Config) -> MediaSettings:
-    m = config.media
-    return MediaSettings(
-        enabled=m.enabled,
-        max_bytes=m.max_bytes,
-        budget_bytes=m.budget_bytes,
-        thumbnail_max_px=m.thumbnail_max_px,
-        retry_min_seconds=m.retry_min_seconds,
-        retry_max_seconds=m.retry_max_seconds,
-        timeout_seconds=m.timeout_seconds,
-        allowed_types=m.allowed_types,
-    )
+    """The media task's settings: ``[media]`` as written, the test-only knobs at defaults."""
+    return MediaSettings(**asdict(config.media))
 
 
 class Daemon:
@@ -87,7 +79,6 @@ class Daemon:
         self.control: ControlServer | None = None
         self.local_relay: LocalRelayServer | None = None
         self.notifier = Notifier.from_environ(self.environ)
-        self.storage_error: str | None = None
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
         self.commit_listeners: list[Any] = []
@@ -95,6 +86,8 @@ class Daemon:
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
+        for key in self.config.ignored_keys:
+            log.warning("config key ignored", key=key, reason=RETIRED_KEYS[key])
         try:
             self.keys = load_secret_key(self.config.identity, self.environ)
         except IdentityError as error:
@@ -130,8 +123,6 @@ class Daemon:
                 allow_private_relays=self.config.sync.allow_private_relays,
             )
             self.commit_listeners.append(self.resolver.on_commit)
-        from powrd.control.methods import build_methods
-
         self.control = ControlServer(
             self.config.control.socket,
             build_methods(self),
@@ -206,9 +197,6 @@ class Daemon:
         finally:
             await self.stop()
 
-    def request_stop(self) -> None:
-        self._stop.set()
-
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
         self._background.append(task)
@@ -277,7 +265,18 @@ class Daemon:
             self.workers[url] = (worker, asyncio.create_task(worker.run(), name=f"relay {url}"))
 
     def reload(self) -> None:
-        """SIGHUP: re-read the config file; relays and authors change without a restart."""
+        """SIGHUP: re-read the config file; relays and authors change without a restart.
+
+        systemd hears ``RELOADING=1`` first and ``READY=1`` once done, whether the new
+        file was applied or refused (``Type=notify-reload`` waits for both).
+        """
+        self.notifier.reloading()
+        try:
+            self._reload()
+        finally:
+            self.notifier.ready(self.status_line())
+
+    def _reload(self) -> None:
         source = self.config.source
         try:
             fresh = load_config(source, self.environ)

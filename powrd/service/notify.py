@@ -34,7 +34,7 @@ class Notifier:
         self.address = address or None
         self._target = _socket_address(self.address) if self.address else None
         if self.address and self._target is None:
-            log.warning("notify_socket_unsupported", address=self.address)
+            log.warning("notify socket unsupported", address=self.address)
         self._sock: socket.socket | None = None
         self._failure_logged = False
 
@@ -69,7 +69,7 @@ class Notifier:
         except OSError as exc:
             if not self._failure_logged:
                 self._failure_logged = True
-                log.warning("notify_failed", address=self.address, error=str(exc))
+                log.warning("notify failed", address=self.address, error=str(exc))
             return False
         return True
 
@@ -132,7 +132,7 @@ def watchdog_interval(environ: Mapping[str, str]) -> float | None:
         if raw_pid and int(raw_pid) != os.getpid():
             return None
     except ValueError:
-        log.warning("watchdog_environment_invalid", usec=raw_usec, pid=raw_pid)
+        log.warning("watchdog environment invalid", usec=raw_usec, pid=raw_pid)
         return None
     if usec <= 0:
         return None

@@ -108,10 +108,9 @@ class Publisher:
             if batch.outcomes and batch.outcomes[0].status in ("stored", "superseded"):
                 outbox.enqueue(conn, event.id, relays, now)
 
-        raw = event.to_json()
-        result = await self.pipeline.submit(
-            "local", [(event.to_dict(), len(raw.encode()))], also=queue_for_delivery
-        )
+        # The JSON nostr-sdk signed is the one measured, stored and later sent.
+        size = len(event.to_json().encode())
+        result = await self.pipeline.submit("local", [(event, size)], also=queue_for_delivery)
         if result.rejected:
             raise PublishError(f"event refused: {result.rejected[0][1]}")
         if not result.stored and not result.duplicates:

@@ -113,7 +113,7 @@ def step_startup(store_a: Path, results: Results, profile_dir: Path | None) -> N
     modules, and ``status`` itself once the daemon is up.
     """
     imports = [_seconds_to_run([sys.executable, "-c", "import powrd.cli.main, "
-                                "powrd.service.daemon, powrd.control.methods"])
+                                "powrd.service.daemon, powrd.service.methods"])
                for _ in range(STARTUP_RUNS)]
     config = write_config(store_a)
     times, status_seconds = [], []

@@ -155,4 +155,4 @@ async def test_invoke_maps_handler_failures() -> None:
     with capture_logs() as logs:
         reply = await invoke(Request("crash", {}, 4), METHODS)
     assert reply == ErrorReply(INTERNAL_ERROR, "internal error", 4)
-    assert [entry["event"] for entry in logs] == ["control_handler_failed"]
+    assert [entry["event"] for entry in logs] == ["control handler failed"]

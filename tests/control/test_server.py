@@ -214,7 +214,7 @@ async def test_handler_crash_is_logged_and_not_leaked(client: RawClient) -> None
         response = await client.receive()
     assert response["error"] == {"code": INTERNAL_ERROR, "message": "internal error"}
     assert "secret" not in json.dumps(response)
-    failures = [entry for entry in logs if entry["event"] == "control_handler_failed"]
+    failures = [entry for entry in logs if entry["event"] == "control handler failed"]
     assert len(failures) == 1 and failures[0]["method"] == "crash"
 
 
@@ -365,7 +365,7 @@ async def test_stale_socket_file_is_replaced(tmp_path: Path, handlers: Handlers)
     with capture_logs() as logs:
         await control.start()
     try:
-        assert "control_stale_socket_removed" in [entry["event"] for entry in logs]
+        assert "stale control socket removed" in [entry["event"] for entry in logs]
         raw = await RawClient.connect(path)
         await raw.request("echo", 1)
         assert (await raw.receive())["id"] == 1
@@ -531,7 +531,7 @@ async def test_peer_with_other_uid_is_refused_by_peercred(
         assert len(lines) == 1
         response = json.loads(lines[0])
         assert error_of(response) == (None, PERMISSION_DENIED)
-        refusals = [entry for entry in logs if entry["event"] == "control_client_refused"]
+        refusals = [entry for entry in logs if entry["event"] == "control client refused"]
         assert refusals and refusals[0]["uid"] == OTHER_UID
     finally:
         await control.close()

@@ -12,9 +12,10 @@ from powrd.protocol import reasons
 from powrd.protocol.event import dumps, loads, parse_event
 from powrd.protocol.reasons import Rejected
 from powrd.protocol.validate import Policy, validate_json
-from powrd.protocol.verify import reference_verify, verification_failure
+from powrd.protocol.verify import verification_failure
 from tests.support.corpus import generate_corpus
 from tests.support.events import keys_for, make_event
+from tests.support.reference import reference_verify
 
 
 def flip_hex(value: str, rng: random.Random) -> str:

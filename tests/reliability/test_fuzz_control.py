@@ -2,7 +2,7 @@
 the server never dies.
 
 A real daemon (tests/support/daemon.py ``running_daemon``, with the real method table
-from powrd/control/methods.py and a store holding a small corpus) runs in a thread of
+from powrd/service/methods.py and a store holding a small corpus) runs in a thread of
 its own; hypothesis writes request lines to one long-lived connection. After each fuzz
 line a sentinel ``status`` request follows on the same connection, so the responses in
 between are exactly the fuzz line's: one for a request or an invalid line, none for a
@@ -26,10 +26,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from powrd.control.methods import build_methods
 from powrd.control.rpc import INTERNAL_ERROR
 from powrd.protocol.event import loads
 from powrd.service.daemon import Daemon
+from powrd.service.methods import build_methods
 from tests.support.corpus import generate_corpus, keys_for
 from tests.support.daemon import running_daemon, write_config
 

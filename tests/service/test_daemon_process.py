@@ -494,10 +494,12 @@ def test_sighup_adds_a_relay_and_syncs_it(relay_a: LocalRelayHandle, tmp_path: P
         asyncio.run(relay_b.publish([only_on_b]))
         authors = [pubkey_of(ALICE), pubkey_of(BOB)]
         config = write_config(tmp_path, relays=[relay_a.url], authors=authors)
-        with daemon_process(config) as daemon:
+        listener = NotifyListener(tmp_path / "notify.sock")
+        with daemon_process(config, {"NOTIFY_SOCKET": str(listener.path)}) as daemon:
             poll(lambda: synced(daemon), timeout=20, what="relay A to sync")
             write_config(tmp_path, relays=[relay_a.url, relay_b.url], authors=authors)
             daemon.signal(signal.SIGHUP)
+            assert_reload_announced(listener)
 
             def on_b() -> bool:
                 urls = [r["url"] for r in daemon.call("relays.list")["relays"]]
@@ -512,6 +514,40 @@ def test_sighup_adds_a_relay_and_syncs_it(relay_a: LocalRelayHandle, tmp_path: P
             assert daemon.stop() == 0
     finally:
         relay_b.stop()
+        listener.close()
+
+
+def assert_reload_announced(listener: NotifyListener) -> None:
+    """After the start-up READY=1: RELOADING=1 with MONOTONIC_USEC, then READY=1 again."""
+    started = listener.wait_for("READY")
+    reloading = listener.wait_for("RELOADING", timeout=10)
+    assert reloading >= started
+    announced = next(f for _, f in listener.received if f.get("RELOADING") == "1")
+    assert int(announced["MONOTONIC_USEC"]) > 0
+
+    def ready_again() -> dict[str, str] | None:
+        listener.collect(0.05)
+        later = [f for t, f in listener.received if t > reloading and f.get("READY") == "1"]
+        return later[0] if later else None
+
+    ready = poll(ready_again, timeout=10, what="READY=1 after RELOADING=1")
+    assert ready["STATUS"].startswith("running")
+
+
+def test_sighup_with_a_broken_file_keeps_running_and_tells_systemd(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    listener = NotifyListener(tmp_path / "notify.sock")
+    try:
+        with daemon_process(config, {"NOTIFY_SOCKET": str(listener.path)}) as daemon:
+            listener.wait_for("READY")
+            config.write_text("[sync]\nkinds = []\n")
+            daemon.signal(signal.SIGHUP)
+            assert_reload_announced(listener)
+            assert daemon.call("status")["state"] == "running"
+            assert daemon.stop() == 0
+        assert "reload failed" in daemon.log_path.read_text()
+    finally:
+        listener.close()
 
 
 def test_startup_error_is_one_line_and_exit_1(tmp_path: Path) -> None:

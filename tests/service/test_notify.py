@@ -88,7 +88,7 @@ def test_unsupported_address_disables_notifications() -> None:
         notifier = Notifier("relative/path.sock")
     assert not notifier.enabled
     assert not notifier.ready()
-    assert [entry["event"] for entry in logs] == ["notify_socket_unsupported"]
+    assert [entry["event"] for entry in logs] == ["notify socket unsupported"]
 
 
 def test_send_failure_never_raises_and_is_logged_once(tmp_path: Path) -> None:
@@ -97,7 +97,7 @@ def test_send_failure_never_raises_and_is_logged_once(tmp_path: Path) -> None:
         assert not notifier.ready()
         assert not notifier.watchdog()
         assert not notifier.stopping()
-    assert [entry["event"] for entry in logs] == ["notify_failed"]
+    assert [entry["event"] for entry in logs] == ["notify failed"]
 
 
 def test_manager_appearing_later_is_reached(tmp_path: Path) -> None:

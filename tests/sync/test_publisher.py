@@ -143,7 +143,7 @@ async def test_secret_never_reaches_logs_or_replies(relay_factory, tmp_path: Pat
     configure_logging("debug", "json", stream=stream)
     relay = await relay_factory(nip42=True)
     config = write_config(tmp_path, relays=[relay.url], authors=[pubkey_of(USER)], secret_key_file=key_file)
-    from powrd.control.methods import build_methods
+    from powrd.service.methods import build_methods
 
     async with running_daemon(config) as daemon:
         event_id = await daemon.publisher.publish(33401, "", EXERCISE_TAGS)

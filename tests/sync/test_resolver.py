@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from powrd.config import ResolverConfig
-from powrd.control.methods import build_methods
 from powrd.protocol.event import loads
 from powrd.protocol.validate import Policy
+from powrd.service.methods import build_methods
 from powrd.store import fetchqueue
 from powrd.store.store import Store
 from powrd.sync.pipeline import Pipeline

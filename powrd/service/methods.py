@@ -1,19 +1,30 @@
-"""The control socket's method table: thin wrappers over store, library and sync state.
+"""The control method table: what each JSON-RPC method does with the daemon's parts.
 
-Every handler takes the params object and returns JSON-ready data; argument checking
-raises :class:`InvalidParams` with a message naming the parameter.
+It lives in ``service/`` because it reaches into the daemon (relay workers, the writer,
+the cache, media, the publisher); ``powrd/control/`` is only the transport that serves
+it. Every handler is a plain coroutine taking the params object and returning JSON-ready
+data (or a :class:`~powrd.control.rpc.Stream`), so it runs without a socket:
+``await build_methods(daemon)["events.query"]({"filter": {...}})``. The queries
+themselves are store and library functions; another transport calls those, or these
+handlers, directly. Argument checking raises :class:`InvalidParams` with a message
+naming the parameter.
+
+Adding a method: write ``async def name(params)`` in one of the groups below (check
+its params with :func:`_only` and :func:`_optional`), add it to that group's dict, and
+document it in the README's control socket table.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from powrd.control.rpc import (
     NOT_FOUND,
     NOT_READY,
     PUBLISH_FAILED,
+    Handler,
     InvalidParams,
     MethodError,
     Stream,
@@ -32,9 +43,6 @@ from powrd.sync.publisher import PublishError
 
 if TYPE_CHECKING:
     from powrd.service.daemon import Daemon
-
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
-
 
 def _optional(params: dict[str, Any], name: str, kind: type) -> Any:
     value = params.get(name)
