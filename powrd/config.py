@@ -168,6 +168,7 @@ class LocalRelayConfig:
     default_limit: int = 500
     max_message_bytes: int = 256 * 1024
     events_per_minute: int = 600
+    max_negentropy_records: int = 500_000
 
     @property
     def address(self) -> tuple[str, int]:
@@ -580,6 +581,7 @@ _SECTIONS: dict[str, dict[str, Check]] = {
         "default_limit": _integer(1),
         "max_message_bytes": _integer(1024),
         "events_per_minute": _integer(1),
+        "max_negentropy_records": _integer(1),
     },
     "logging": {
         "level": _choice(*LOG_LEVELS),
