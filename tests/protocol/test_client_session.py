@@ -193,9 +193,9 @@ client_frames = st.one_of(
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(client_frames, max_size=20))
-def test_fuzz_any_frames_never_raise_and_replies_are_well_formed(frames: list[str]) -> None:
-    session = ClientSession(LIMITS)
+@given(st.lists(client_frames, max_size=20), st.booleans())
+def test_fuzz_any_frames_never_raise_and_replies_are_well_formed(frames: list[str], negentropy: bool) -> None:
+    session = ClientSession(LIMITS, negentropy=negentropy)
     for number, frame in enumerate(frames):
         for output in session.receive(frame, float(number)):
             if isinstance(output, Send):
@@ -205,6 +205,8 @@ def test_fuzz_any_frames_never_raise_and_replies_are_well_formed(frames: list[st
                 assert machine_prefix(text) in ("invalid", "blocked", "rate-limited"), text
             elif isinstance(output, QueryStored):
                 assert all(f.limit is not None and f.limit <= LIMITS.max_limit for f in output.filters)
+            elif isinstance(output, Negentropy):
+                assert negentropy
         assert session.subscription_count <= LIMITS.max_subscriptions
 
 
