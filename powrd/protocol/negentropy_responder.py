@@ -53,6 +53,9 @@ class NegentropyResponder:
     def open_subscriptions(self) -> int:
         return len(self._sessions)
 
+    def is_open(self, sub_id: str) -> bool:
+        return sub_id in self._sessions
+
     def full(self, sub_id: str) -> bool:
         """Whether a NEG-OPEN for ``sub_id`` would be refused for too many sessions
         (so a transport can skip reading the store for it)."""

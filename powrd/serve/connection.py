@@ -1,12 +1,12 @@
 """One app's websocket: the asyncio driver of a :class:`ClientSession`.
 
 The connection reads frames in order and does the work the session asks for (store
-reads on a thread, publishes through the ingest pipeline, NIP-77 reconciliations with a
-:class:`NegentropyResponder` of its own), so replies keep the order of the requests.
-Frames to send go through :class:`Outgoing`, a byte-bounded queue drained by a writer
-task: replies wait for room (the client is waiting for them anyway), while live events
-never wait — a client too far behind to take one is disconnected, so a slow app cannot slow
-ingest or hold unbounded memory.
+reads on a thread, publishes through the ingest pipeline, NIP-77 reconciliations
+through :class:`~powrd.serve.negentropy.ConnectionNegentropy`), so replies keep the
+order of the requests. Frames to send go through :class:`Outgoing`, a byte-bounded
+queue drained by a writer task: replies wait for room (the client is waiting for them
+anyway), while live events never wait — a client too far behind to take one is
+disconnected, so a slow app cannot slow ingest or hold unbounded memory.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from powrd.protocol.client_session import (
 )
 from powrd.protocol.event import Event
 from powrd.protocol.filters import Filter
-from powrd.protocol.negentropy_messages import NegClose, NegMsg, NegOpen
-from powrd.protocol.negentropy_responder import NegentropyResponder
+from powrd.protocol.negentropy_messages import NegClose
+from powrd.serve.negentropy import ConnectionNegentropy, ReadItems
 
 log = structlog.get_logger("powrd.serve")
 
@@ -66,7 +66,7 @@ class Backend:
         read_stored: Callable[[tuple[Filter, ...]], tuple[list[str], int]],
         count: Callable[[tuple[Filter, ...]], int],
         publish: Callable[[Event, int], Awaitable[Verdict]],
-        negentropy_items: Callable[[Filter, int], list[tuple[int, bytes]]] | None = None,
+        negentropy_items: ReadItems | None = None,
     ) -> None:
         self.read_stored = read_stored
         self.count = count
@@ -142,8 +142,8 @@ class ClientConnection:
         backend: the daemon's store and pipeline.
         max_queue_bytes: bound of :class:`Outgoing`.
         clock: monotonic seconds for the session's rate limit.
-        negentropy: this connection's NIP-77 reconciliations (made when the first
-            NEG-OPEN arrives, from ``make_responder``), bounded by its ``max_sessions``.
+        negentropy: this connection's NIP-77 state, made by ``start_negentropy`` (from
+            the backend's item reader) when the first NEG-OPEN arrives.
     """
 
     def __init__(
@@ -154,7 +154,7 @@ class ClientConnection:
         *,
         max_queue_bytes: int,
         clock: Callable[[], float],
-        make_responder: Callable[[], NegentropyResponder] = NegentropyResponder,
+        start_negentropy: Callable[[ReadItems], ConnectionNegentropy] | None = None,
     ) -> None:
         self.websocket = websocket
         self.session = session
@@ -162,8 +162,8 @@ class ClientConnection:
         self.outgoing = Outgoing(max_queue_bytes)
         self.clock = clock
         self.cut_off = False
-        self.make_responder = make_responder
-        self.negentropy: NegentropyResponder | None = None
+        self.start_negentropy = start_negentropy
+        self.negentropy: ConnectionNegentropy | None = None
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._write(), name="local relay writer")
@@ -176,7 +176,9 @@ class ClientConnection:
         finally:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
-            self.negentropy = None  # its sealed item sets go with the connection
+            if self.negentropy is not None:
+                self.negentropy.release_all()  # its sealed item sets go with the connection
+                self.negentropy = None
 
     async def _do(self, output: Output) -> None:
         match output:
@@ -194,37 +196,16 @@ class ClientConnection:
                 frame = self.session.published(output.event.id, verdict.accepted, verdict.message)
                 await self.outgoing.put_all([frame])
             case Negentropy():
-                answer = await self._reconcile(output.message)
-                if answer is not None:
-                    await self.outgoing.put_all([answer])
-
-    async def _reconcile(self, message: NegOpen | NegMsg | NegClose) -> str | None:
-        """The answer to one NIP-77 message (the session sends them only when enabled)."""
-        read = self.backend.negentropy_items
-        if self.negentropy is None:
-            if isinstance(message, NegClose) or read is None:
-                return None
-            self.negentropy = self.make_responder()
-        responder = self.negentropy
-        match message:
-            case NegOpen():
-                if responder.full(message.subscription_id) or read is None:
-                    return responder.open(message, [])  # refused without reading the store
-
-                def open_over_store() -> str:
-                    # One more than accepted: an oversized set is refused without being
-                    # read whole. Sealing (a sort) runs on the thread as well.
-                    items = read(message.filter, responder.max_records + 1)
-                    return responder.open(message, items)
-
-                return await asyncio.to_thread(open_over_store)
-            case NegMsg():
-                # Bounded work: the message is at most max_message_bytes and the answer
-                # stops at the responder's frame size limit.
-                return responder.message(message)
-            case NegClose():
-                responder.close(message)
-                return None
+                # The session hands NEG-* over only when the backend reads items.
+                read = self.backend.negentropy_items
+                if self.negentropy is None and read is not None:
+                    if isinstance(output.message, NegClose) or self.start_negentropy is None:
+                        return
+                    self.negentropy = self.start_negentropy(read)
+                if self.negentropy is not None:
+                    answer = await self.negentropy.handle(output.message)
+                    if answer is not None:
+                        await self.outgoing.put_all([answer])
 
     def deliver(self, event: Event, raw: str, seq: int) -> None:
         """Queue a committed event for the subscriptions it matches; never waits."""

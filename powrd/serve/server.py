@@ -32,6 +32,7 @@ from powrd.protocol.negentropy_responder import NegentropyResponder
 from powrd.protocol.reasons import Rejected
 from powrd.serve import nip11
 from powrd.serve.connection import Backend, ClientConnection
+from powrd.serve.negentropy import ConnectionNegentropy, ReadItems, RecordBudget
 
 log = structlog.get_logger("powrd.serve")
 
@@ -44,8 +45,11 @@ _COUNTERS = ("events_sent", "events_accepted", "events_refused", "notices")
 # one client message costs bounded CPU however many ranges it lists. nostr-sdk's
 # clients use the same limit.
 NEGENTROPY_FRAME_LIMIT = 60_000
-# Reconciliations one connection may have open at once; each holds its sealed items.
+# Reconciliations one connection may have open at once; each holds its sealed items
+# (about 250 bytes a record). All connections together hold at most
+# NEGENTROPY_BUDGET_FACTOR * max_negentropy_records records.
 NEGENTROPY_SESSIONS = 2
+NEGENTROPY_BUDGET_FACTOR = 2
 
 
 class LocalRelayServer:
@@ -98,6 +102,9 @@ class LocalRelayServer:
                 config, max_event_bytes, negentropy=backend.negentropy_items is not None
             )
         ).encode()
+        self.negentropy_budget = RecordBudget(
+            NEGENTROPY_BUDGET_FACTOR * config.max_negentropy_records
+        )
         self.bind_error: str | None = None
         self.port: int | None = None
         self._server: Server | None = None
@@ -197,7 +204,7 @@ class LocalRelayServer:
             self.backend,
             max_queue_bytes=self.queue_bytes,
             clock=self.clock,
-            make_responder=self._negentropy_responder,
+            start_negentropy=self._start_negentropy,
         )
         self._clients.add(client)
         self._connections_total += 1
@@ -209,12 +216,13 @@ class LocalRelayServer:
                 self._finished[name] += client.session.counters[name]  # type: ignore[literal-required]
             self._cut_off += client.cut_off
 
-    def _negentropy_responder(self) -> NegentropyResponder:
-        return NegentropyResponder(
+    def _start_negentropy(self, read_items: ReadItems) -> ConnectionNegentropy:
+        responder = NegentropyResponder(
             max_records=self.config.max_negentropy_records,
             max_sessions=NEGENTROPY_SESSIONS,
             frame_size_limit=NEGENTROPY_FRAME_LIMIT,
         )
+        return ConnectionNegentropy(responder, read_items, self.negentropy_budget)
 
     # -- live feed -----------------------------------------------------------------------
 

@@ -12,9 +12,10 @@ import nostr_sdk
 from powrd.protocol.event import loads
 from powrd.protocol.filters import parse_filter
 from powrd.protocol.negentropy import NegentropyClient, StorageVector
+from powrd.serve.negentropy import BUSY
 from powrd.store import queries
 from tests.serve.conftest import app, endpoint, publish, reply, stored_events
-from tests.support.daemon import running_daemon, write_config
+from tests.support.daemon import running_daemon, wait_for, write_config
 from tests.support.events import keys_for, make_exercise, pubkey_of
 from tests.support.nostr_sdk_sync import Item, sdk_reconcile, sdk_relay
 
@@ -136,3 +137,33 @@ async def test_nip11_lists_77(tmp_path: Path) -> None:
         writer.close()
         document = json.loads(data.decode().partition("\r\n\r\n")[2])
         assert 77 in document["supported_nips"]
+
+
+async def test_records_held_by_all_connections_are_bounded(tmp_path: Path, corpus_small: list[str]) -> None:
+    # The relay-wide budget is twice max_negentropy_records: 240 records here.
+    config = write_config(tmp_path, extra='[local_relay]\nlisten = "127.0.0.1:0"\nmax_negentropy_records = 120')
+    async with running_daemon(config) as daemon:
+        await import_events(daemon, corpus_small)
+        budget = daemon.local_relay.negentropy_budget
+        initial = NegentropyClient(StorageVector.seal([])).initiate().hex()
+        current = queries.query_events(daemon.store.reader(), parse_filter({}), max_limit=10**6)
+        ids = sorted(loads(e)["id"] for e in current)
+        assert len(ids) >= 300 - 60  # the corpus holds a few superseded versions
+
+        async def neg_open(websocket, sub_id: str, first: int) -> list[object]:
+            await websocket.send(json.dumps(["NEG-OPEN", sub_id, {"ids": ids[first : first + 100]}, initial]))
+            return await reply(websocket)
+
+        async with app(daemon) as first, app(daemon) as second:
+            assert (await neg_open(first, "a", 0))[0] == "NEG-MSG"
+            assert (await neg_open(first, "b", 100))[0] == "NEG-MSG"
+            assert budget.held == 200
+            assert await neg_open(second, "c", 200) == ["NEG-ERR", "c", BUSY]
+            await first.send('["NEG-CLOSE","a"]')
+            await wait_for(lambda: budget.held == 100, what="NEG-CLOSE gives its records back")
+            assert (await neg_open(second, "c", 200))[0] == "NEG-MSG"
+            # A reconciliation ended by a malformed message gives its records back too.
+            await second.send('["NEG-MSG","c","61ff"]')
+            assert (await reply(second))[:2] == ["NEG-ERR", "c"]
+            assert budget.held == 100
+        await wait_for(lambda: budget.held == 0, what="disconnected apps give their records back")
