@@ -189,6 +189,7 @@ class LocalRelayConfig:
     default_limit: Positive = 500
     max_message_bytes: Annotated[int, _integer(1024)] = 256 * 1024
     events_per_minute: Positive = 600
+    max_negentropy_records: Positive = 500_000
 
     @property
     def address(self) -> tuple[str, int]:

@@ -13,7 +13,7 @@ EOSE). Events committed while it is ``stored`` are held (a bounded number) and s
 after EOSE unless the stored read already saw them: the driver reports the highest
 store sequence number its read could see, and every live event carries its own.
 The frames themselves are built in :mod:`powrd.protocol.server_frames`; NIP-77 messages
-are parsed in :mod:`powrd.protocol.neg_messages`.
+are parsed (and answered) with :mod:`powrd.protocol.negentropy_messages`.
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ from powrd.protocol.messages import (
     byte_length,
     parse_client_message,
 )
-from powrd.protocol.neg_messages import (
+from powrd.protocol.negentropy_messages import (
     NegClose,
-    NegentropyMessage,
+    NegErr,
     NegMsg,
     NegOpen,
-    parse_negentropy,
+    parse_negentropy_client_message,
 )
 from powrd.protocol.reasons import Rejected
 from powrd.protocol.server_frames import (
@@ -49,8 +49,6 @@ from powrd.protocol.server_frames import (
     count_frame,
     eose_frame,
     event_frame,
-    neg_err_frame,
-    neg_msg_frame,
     notice_frame,
     ok_frame,
 )
@@ -59,6 +57,8 @@ NEGENTROPY_DISABLED = "blocked: negentropy not enabled"
 AUTH_NOT_USED = "blocked: this relay does not ask for AUTH"
 _NEG_FRAME = re.compile(r'\s*\[\s*"NEG-')
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+
+NegentropyMessage = NegOpen | NegMsg | NegClose
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,14 +300,25 @@ class ClientSession:
 
     def _negentropy(self, frame: str | bytes) -> list[Output]:
         try:
-            message = parse_negentropy(frame)
+            message = parse_negentropy_client_message(frame)
         except MalformedFrame as error:
-            return [self._notice(f"invalid: {error}")]
+            return self._malformed_negentropy(frame, error)
+        if message is None:  # "NEG-" followed by a name NIP-77 does not define
+            return [self._notice(f"invalid: unknown message type {_type_of(frame)!r}")]
         if self.negentropy:
             return [Negentropy(message)]
         if isinstance(message, NegClose):
             return []
-        return [Send(neg_err_frame(message.sub_id, NEGENTROPY_DISABLED))]
+        return [Send(NegErr(message.subscription_id, NEGENTROPY_DISABLED).to_frame())]
+
+    def _malformed_negentropy(self, frame: str | bytes, error: MalformedFrame) -> list[Output]:
+        # A NEG-OPEN or NEG-MSG that names its subscription gets a NEG-ERR for it (and
+        # the reconciliation ends), so the client learns which one failed.
+        sub_id = _subscription_id_of(frame)
+        if sub_id is None or _type_of(frame) not in ("NEG-OPEN", "NEG-MSG"):
+            return [self._notice(f"invalid: {error}")]
+        refusal = Send(NegErr(sub_id, f"invalid: {error}").to_frame())
+        return [Negentropy(NegClose(sub_id)), refusal] if self.negentropy else [refusal]
 
     def _notice(self, message: str) -> Send:
         self.counters["notices"] += 1
@@ -378,8 +389,18 @@ class ClientSession:
 # ---------------------------------------------------------------- parsing helpers
 
 
+def _type_of(frame: str | bytes) -> str | None:
+    """The message type (first element) of a frame that is a JSON array, else None."""
+    try:
+        items = loads(frame)
+    except (ValueError, RecursionError):
+        return None
+    kind = items[0] if isinstance(items, list) and items else None
+    return kind[:20] if isinstance(kind, str) else None
+
+
 def _subscription_id_of(frame: str | bytes) -> str | None:
-    """The subscription id of a REQ/COUNT whose filters were refused, if it has one."""
+    """The subscription id of a refused REQ/COUNT/NEG-* frame, if it has one."""
     try:
         items = loads(frame)
     except (ValueError, RecursionError):
@@ -405,6 +426,4 @@ __all__ = [
     "QueryStored",
     "Send",
     "SessionLimits",
-    "neg_err_frame",
-    "neg_msg_frame",
 ]

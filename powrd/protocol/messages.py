@@ -277,30 +277,30 @@ def parse_relay_message(frame: str | bytes) -> RelayMessage:
     items = _decode(frame)
     name = items[0]
     if name == "EVENT":
-        _arity(items, 3)
-        sub_id, obj = _string(items, 1), _object(items, 2)
+        expect_arity(items, 3)
+        sub_id, obj = string_at(items, 1), _object(items, 2)
         return EventMessage(sub_id, obj, _embedded_size(frame, 11 + byte_length(dumps(sub_id))))
     if name == "EOSE":
-        _arity(items, 2)
-        return EoseMessage(_string(items, 1))
+        expect_arity(items, 2)
+        return EoseMessage(string_at(items, 1))
     if name == "OK":
-        _arity(items, 4)
+        expect_arity(items, 4)
         accepted = items[2]
         if not isinstance(accepted, bool):
             raise MalformedFrame(WRONG_TYPE, "OK element 2 is not a boolean")
-        return OkMessage(_string(items, 1), accepted, _string(items, 3))
+        return OkMessage(string_at(items, 1), accepted, string_at(items, 3))
     if name == "CLOSED":
-        _arity(items, 3)
-        return ClosedMessage(_string(items, 1), _string(items, 2))
+        expect_arity(items, 3)
+        return ClosedMessage(string_at(items, 1), string_at(items, 2))
     if name == "NOTICE":
-        _arity(items, 2)
-        return NoticeMessage(_string(items, 1))
+        expect_arity(items, 2)
+        return NoticeMessage(string_at(items, 1))
     if name == "AUTH":
-        _arity(items, 2)
-        return AuthMessage(_string(items, 1))
+        expect_arity(items, 2)
+        return AuthMessage(string_at(items, 1))
     if name == "COUNT":
-        _arity(items, 3)
-        return _count_message(_string(items, 1), _object(items, 2))
+        expect_arity(items, 3)
+        return _count_message(string_at(items, 1), _object(items, 2))
     raise MalformedFrame(UNKNOWN_TYPE, _preview(name))
 
 
@@ -318,12 +318,12 @@ def parse_client_message(frame: str | bytes) -> ClientMessage:
         build: Callable[[str, tuple[Filter, ...]], ClientMessage] = (
             ClientReq if name == "REQ" else ClientCount
         )
-        return build(_subscription_id(items), _filters(items[2:]))
+        return build(subscription_id_at(items), _filters(items[2:]))
     if name == "CLOSE":
-        _arity(items, 2)
-        return ClientClose(_subscription_id(items))
+        expect_arity(items, 2)
+        return ClientClose(subscription_id_at(items))
     if name in ("EVENT", "AUTH"):
-        _arity(items, 2)
+        expect_arity(items, 2)
         obj = _object(items, 1)
         # '["EVENT",' or '["AUTH",' before the event and ']' after it.
         size = _embedded_size(frame, len(name) + 5)
@@ -345,12 +345,16 @@ def _decode(frame: str | bytes) -> list[Any]:
     return value
 
 
-def _arity(items: list[Any], expected: int) -> None:
+# expect_arity, string_at and subscription_id_at are shared with the NIP-77 parser
+# (powrd.protocol.negentropy_messages), so both refuse frames with the same reasons.
+
+
+def expect_arity(items: list[Any], expected: int) -> None:
     if len(items) != expected:
         raise MalformedFrame(WRONG_ARITY, f"{items[0]} has {len(items)} elements, not {expected}")
 
 
-def _string(items: list[Any], index: int) -> str:
+def string_at(items: list[Any], index: int) -> str:
     value = items[index]
     if not isinstance(value, str):
         raise MalformedFrame(WRONG_TYPE, f"{items[0]} element {index} is not a string")
@@ -364,8 +368,8 @@ def _object(items: list[Any], index: int) -> dict[str, Any]:
     return value
 
 
-def _subscription_id(items: list[Any]) -> str:
-    sub_id = _string(items, 1)
+def subscription_id_at(items: list[Any]) -> str:
+    sub_id = string_at(items, 1)
     if not 0 < len(sub_id) <= MAX_SUBSCRIPTION_ID_CHARS:
         raise MalformedFrame(WRONG_TYPE, f"{items[0]} subscription id is not 1 to 64 characters")
     return sub_id

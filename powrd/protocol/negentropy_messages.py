@@ -16,12 +16,13 @@ from powrd.protocol.event import dumps, loads
 from powrd.protocol.filters import Filter, FilterError, parse_filter
 from powrd.protocol.messages import (
     BAD_FILTER,
-    MAX_SUBSCRIPTION_ID_CHARS,
     NOT_ARRAY,
     NOT_JSON,
-    WRONG_ARITY,
     WRONG_TYPE,
     MalformedFrame,
+    expect_arity,
+    string_at,
+    subscription_id_at,
 )
 
 
@@ -78,10 +79,10 @@ def parse_negentropy_relay_message(frame: str | bytes) -> NegMsg | NegErr | None
     items = _decode(frame)
     if items is None or items[0] not in ("NEG-MSG", "NEG-ERR"):
         return None
-    _arity(items, 3)
-    sub_id = _subscription_id(items)
+    expect_arity(items, 3)
+    sub_id = subscription_id_at(items)
     if items[0] == "NEG-ERR":
-        return NegErr(sub_id, _string(items, 2))
+        return NegErr(sub_id, string_at(items, 2))
     return NegMsg(sub_id, _hex(items, 2))
 
 
@@ -95,13 +96,13 @@ def parse_negentropy_client_message(frame: str | bytes) -> NegOpen | NegMsg | Ne
     if items is None or items[0] not in ("NEG-OPEN", "NEG-MSG", "NEG-CLOSE"):
         return None
     if items[0] == "NEG-CLOSE":
-        _arity(items, 2)
-        return NegClose(_subscription_id(items))
+        expect_arity(items, 2)
+        return NegClose(subscription_id_at(items))
     if items[0] == "NEG-MSG":
-        _arity(items, 3)
-        return NegMsg(_subscription_id(items), _hex(items, 2))
-    _arity(items, 4)
-    sub_id = _subscription_id(items)
+        expect_arity(items, 3)
+        return NegMsg(subscription_id_at(items), _hex(items, 2))
+    expect_arity(items, 4)
+    sub_id = subscription_id_at(items)
     if not isinstance(items[2], dict):
         raise MalformedFrame(WRONG_TYPE, "NEG-OPEN element 2 is not a filter object")
     try:
@@ -123,27 +124,8 @@ def _decode(frame: str | bytes) -> list[Any] | None:
     return value
 
 
-def _arity(items: list[Any], expected: int) -> None:
-    if len(items) != expected:
-        raise MalformedFrame(WRONG_ARITY, f"{items[0]} has {len(items)} elements, not {expected}")
-
-
-def _string(items: list[Any], index: int) -> str:
-    value = items[index]
-    if not isinstance(value, str):
-        raise MalformedFrame(WRONG_TYPE, f"{items[0]} element {index} is not a string")
-    return value
-
-
-def _subscription_id(items: list[Any]) -> str:
-    sub_id = _string(items, 1)
-    if not 0 < len(sub_id) <= MAX_SUBSCRIPTION_ID_CHARS:
-        raise MalformedFrame(WRONG_TYPE, f"{items[0]} subscription id is not 1 to 64 characters")
-    return sub_id
-
-
 def _hex(items: list[Any], index: int) -> bytes:
-    text = _string(items, index)
+    text = string_at(items, index)
     try:
         return bytes.fromhex(text)
     except ValueError:

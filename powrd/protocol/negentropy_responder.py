@@ -53,6 +53,14 @@ class NegentropyResponder:
     def open_subscriptions(self) -> int:
         return len(self._sessions)
 
+    def is_open(self, sub_id: str) -> bool:
+        return sub_id in self._sessions
+
+    def full(self, sub_id: str) -> bool:
+        """Whether a NEG-OPEN for ``sub_id`` would be refused for too many sessions
+        (so a transport can skip reading the store for it)."""
+        return sub_id not in self._sessions and len(self._sessions) >= self.max_sessions
+
     def open(self, message: NegOpen, items: Sequence[tuple[int, bytes]]) -> str:
         """Start a reconciliation over ``items`` (the filter's) and answer its first message.
 

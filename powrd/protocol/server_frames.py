@@ -1,4 +1,7 @@
-"""The frames a relay sends to its clients (the server side of NIP-01, NIP-45, NIP-77).
+"""The frames a relay sends to its clients (the server side of NIP-01 and NIP-45).
+
+NIP-77's NEG-MSG and NEG-ERR render themselves
+(:mod:`powrd.protocol.negentropy_messages`).
 
 Events are embedded as the JSON they were stored as, byte for byte.
 """
@@ -32,10 +35,3 @@ def notice_frame(message: str) -> str:
 def count_frame(sub_id: str, count: int) -> str:
     return dumps(["COUNT", sub_id, {"count": count}])
 
-
-def neg_err_frame(sub_id: str, reason: str) -> str:
-    return dumps(["NEG-ERR", sub_id, reason])
-
-
-def neg_msg_frame(sub_id: str, message: str) -> str:
-    return dumps(["NEG-MSG", sub_id, message])

@@ -1,5 +1,7 @@
 """The local relay's view of the daemon: store reads and the one ingest pipeline.
 
+Store reads include the (created_at, id) items NIP-77 reconciles, from their index.
+
 An EVENT from an app takes the path of every other event (``source = local-relay``).
 When it is signed by the configured identity it is also queued in the outbox for every
 write relay in the same transaction, as ``publish`` does, so it reaches the user's
@@ -17,6 +19,7 @@ from powrd.protocol.filters import Filter
 from powrd.serve.connection import Backend, Verdict
 from powrd.store import outbox, relay_reads
 from powrd.store.ingest import STORED, SUPERSEDED, BatchResult
+from powrd.store.negentropy_items import Item, negentropy_items
 from powrd.store.store import Store
 from powrd.sync.pipeline import Pipeline
 from powrd.sync.publisher import Publisher
@@ -38,6 +41,9 @@ def store_backend(
 
     def count(filters: tuple[Filter, ...]) -> int:
         return relay_reads.count_matching(store.reader(), filters)
+
+    def items(flt: Filter, limit: int) -> list[Item]:
+        return negentropy_items(store.reader(), flt, limit=limit)
 
     async def publish(event: Event, size: int) -> Verdict:
         if store.writer.full:
@@ -64,7 +70,7 @@ def store_backend(
                 delivery.wake.set()
         return Verdict(True, "")
 
-    return Backend(read_stored, count, publish)
+    return Backend(read_stored, count, publish, items)
 
 
 def committed_after(store: Store) -> Callable[[int, int], list[tuple[int, str]]]:

@@ -1,9 +1,10 @@
 """One app's websocket: the asyncio driver of a :class:`ClientSession`.
 
 The connection reads frames in order and does the work the session asks for (store
-reads on a thread, publishes through the ingest pipeline), so replies keep the order of
-the requests. Frames to send go through :class:`Outgoing`, a byte-bounded queue
-drained by a writer task: replies wait for room (the client is waiting for them
+reads on a thread, publishes through the ingest pipeline, NIP-77 reconciliations
+through :class:`~powrd.serve.negentropy.ConnectionNegentropy`), so replies keep the
+order of the requests. Frames to send go through :class:`Outgoing`, a byte-bounded
+queue drained by a writer task: replies wait for room (the client is waiting for them
 anyway), while live events never wait — a client too far behind to take one is
 disconnected, so a slow app cannot slow ingest or hold unbounded memory.
 """
@@ -14,7 +15,6 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import structlog
 from websockets.asyncio.server import ServerConnection
@@ -24,7 +24,6 @@ from powrd.protocol.client_session import (
     ClientSession,
     CountStored,
     Negentropy,
-    NegentropyMessage,
     Output,
     Publish,
     QueryStored,
@@ -32,6 +31,8 @@ from powrd.protocol.client_session import (
 )
 from powrd.protocol.event import Event
 from powrd.protocol.filters import Filter
+from powrd.protocol.negentropy_messages import NegClose
+from powrd.serve.negentropy import ConnectionNegentropy, ReadItems
 
 log = structlog.get_logger("powrd.serve")
 
@@ -48,20 +49,6 @@ class Verdict:
     message: str
 
 
-class NegentropyResponder(Protocol):
-    """One connection's NIP-77 state (the hook for the negentropy reconciler).
-
-    ``handle`` gets each parsed ``NEG-OPEN``/``NEG-MSG``/``NEG-CLOSE`` of its connection,
-    in order, and returns the frames to send (build them with
-    :func:`~powrd.protocol.server_frames.neg_msg_frame` and ``neg_err_frame``);
-    ``close`` is called once when the connection ends.
-    """
-
-    async def handle(self, message: NegentropyMessage) -> list[str]: ...
-
-    def close(self) -> None: ...
-
-
 class Backend:
     """What a connection needs from the daemon; every call is one store or pipeline step.
 
@@ -69,8 +56,9 @@ class Backend:
         read_stored: filters -> (raw events newest first, highest seq seen); blocking.
         count: filters -> number of matching events; blocking.
         publish: an event and its size -> the verdict, once committed.
-        negentropy: makes one :class:`NegentropyResponder` per connection that uses
-            NIP-77; None answers ``NEG-ERR "blocked: negentropy not enabled"``.
+        negentropy_items: (filter, limit) -> at most ``limit`` (created_at, 32-byte id)
+            items of the events matching the filter, for NIP-77; blocking. None
+            answers ``NEG-ERR "blocked: negentropy not enabled"``.
     """
 
     def __init__(
@@ -78,12 +66,12 @@ class Backend:
         read_stored: Callable[[tuple[Filter, ...]], tuple[list[str], int]],
         count: Callable[[tuple[Filter, ...]], int],
         publish: Callable[[Event, int], Awaitable[Verdict]],
-        negentropy: Callable[[], NegentropyResponder] | None = None,
+        negentropy_items: ReadItems | None = None,
     ) -> None:
         self.read_stored = read_stored
         self.count = count
         self.publish = publish
-        self.negentropy = negentropy
+        self.negentropy_items = negentropy_items
 
 
 class Outgoing:
@@ -154,6 +142,8 @@ class ClientConnection:
         backend: the daemon's store and pipeline.
         max_queue_bytes: bound of :class:`Outgoing`.
         clock: monotonic seconds for the session's rate limit.
+        negentropy: this connection's NIP-77 state, made by ``start_negentropy`` (from
+            the backend's item reader) when the first NEG-OPEN arrives.
     """
 
     def __init__(
@@ -164,6 +154,7 @@ class ClientConnection:
         *,
         max_queue_bytes: int,
         clock: Callable[[], float],
+        start_negentropy: Callable[[ReadItems], ConnectionNegentropy] | None = None,
     ) -> None:
         self.websocket = websocket
         self.session = session
@@ -171,7 +162,8 @@ class ClientConnection:
         self.outgoing = Outgoing(max_queue_bytes)
         self.clock = clock
         self.cut_off = False
-        self._negentropy: NegentropyResponder | None = None
+        self.start_negentropy = start_negentropy
+        self.negentropy: ConnectionNegentropy | None = None
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._write(), name="local relay writer")
@@ -184,8 +176,9 @@ class ClientConnection:
         finally:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
-            if self._negentropy is not None:
-                self._negentropy.close()
+            if self.negentropy is not None:
+                self.negentropy.release_all()  # its sealed item sets go with the connection
+                self.negentropy = None
 
     async def _do(self, output: Output) -> None:
         match output:
@@ -203,11 +196,16 @@ class ClientConnection:
                 frame = self.session.published(output.event.id, verdict.accepted, verdict.message)
                 await self.outgoing.put_all([frame])
             case Negentropy():
-                # The session hands NEG-* over only when the backend has a responder.
-                if self._negentropy is None and self.backend.negentropy is not None:
-                    self._negentropy = self.backend.negentropy()
-                if self._negentropy is not None:
-                    await self.outgoing.put_all(await self._negentropy.handle(output.message))
+                # The session hands NEG-* over only when the backend reads items.
+                read = self.backend.negentropy_items
+                if self.negentropy is None and read is not None:
+                    if isinstance(output.message, NegClose) or self.start_negentropy is None:
+                        return
+                    self.negentropy = self.start_negentropy(read)
+                if self.negentropy is not None:
+                    answer = await self.negentropy.handle(output.message)
+                    if answer is not None:
+                        await self.outgoing.put_all([answer])
 
     def deliver(self, event: Event, raw: str, seq: int) -> None:
         """Queue a committed event for the subscriptions it matches; never waits."""

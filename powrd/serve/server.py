@@ -28,9 +28,11 @@ from powrd import __version__
 from powrd.config import LocalRelayConfig
 from powrd.protocol.client_session import ClientSession, SessionLimits
 from powrd.protocol.event import dumps, loads, parse_event
+from powrd.protocol.negentropy_responder import NegentropyResponder
 from powrd.protocol.reasons import Rejected
 from powrd.serve import nip11
 from powrd.serve.connection import Backend, ClientConnection
+from powrd.serve.negentropy import ConnectionNegentropy, ReadItems, RecordBudget
 
 log = structlog.get_logger("powrd.serve")
 
@@ -39,6 +41,15 @@ FEED_CHUNK = 1000
 # Bytes of frames queued for one client before it counts as too slow for live events.
 DEFAULT_QUEUE_BYTES = 4 * 1024 * 1024
 _COUNTERS = ("events_sent", "events_accepted", "events_refused", "notices")
+# The largest NEG-MSG payload powrd sends (bytes before hex): answering stops there, so
+# one client message costs bounded CPU however many ranges it lists. nostr-sdk's
+# clients use the same limit.
+NEGENTROPY_FRAME_LIMIT = 60_000
+# Reconciliations one connection may have open at once; each holds its sealed items
+# (about 250 bytes a record). All connections together hold at most
+# NEGENTROPY_BUDGET_FACTOR * max_negentropy_records records.
+NEGENTROPY_SESSIONS = 2
+NEGENTROPY_BUDGET_FACTOR = 2
 
 
 class LocalRelayServer:
@@ -88,9 +99,12 @@ class LocalRelayServer:
         )
         self.document = dumps(
             nip11.information_document(
-                config, max_event_bytes, negentropy=backend.negentropy is not None
+                config, max_event_bytes, negentropy=backend.negentropy_items is not None
             )
         ).encode()
+        self.negentropy_budget = RecordBudget(
+            NEGENTROPY_BUDGET_FACTOR * config.max_negentropy_records
+        )
         self.bind_error: str | None = None
         self.port: int | None = None
         self._server: Server | None = None
@@ -185,11 +199,12 @@ class LocalRelayServer:
         client = ClientConnection(
             websocket,
             ClientSession(
-                self.limits, negentropy=self.backend.negentropy is not None, now=self.clock()
+                self.limits, negentropy=self.backend.negentropy_items is not None, now=self.clock()
             ),
             self.backend,
             max_queue_bytes=self.queue_bytes,
             clock=self.clock,
+            start_negentropy=self._start_negentropy,
         )
         self._clients.add(client)
         self._connections_total += 1
@@ -200,6 +215,14 @@ class LocalRelayServer:
             for name in _COUNTERS:
                 self._finished[name] += client.session.counters[name]  # type: ignore[literal-required]
             self._cut_off += client.cut_off
+
+    def _start_negentropy(self, read_items: ReadItems) -> ConnectionNegentropy:
+        responder = NegentropyResponder(
+            max_records=self.config.max_negentropy_records,
+            max_sessions=NEGENTROPY_SESSIONS,
+            frame_size_limit=NEGENTROPY_FRAME_LIMIT,
+        )
+        return ConnectionNegentropy(responder, read_items, self.negentropy_budget)
 
     # -- live feed -----------------------------------------------------------------------
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apsw
 
 from powrd.protocol.filters import Filter
+from powrd.store.filter_sql import filter_clauses
 
 _CHUNK = 500  # stays well under SQLite's host-parameter limit
 
@@ -111,38 +111,11 @@ def event_tags(conn: apsw.Connection, event_id: str) -> list[list[str]]:
 
 def query_events(conn: apsw.Connection, flt: Filter, *, max_limit: int = 5000) -> list[str]:
     """Raw JSON of current events matching a NIP-01 filter, newest first."""
-    clauses = ["e.current = 1"]
-    args: list[Any] = []
-
-    # Each list is bound as one JSON array: a filter's size never meets SQLite's limit
-    # on host parameters (32,766), however many values its lists hold together.
-    def among(column: str, values: frozenset[Any]) -> None:
-        clauses.append(f"{column} IN (SELECT value FROM json_each(?))")  # noqa: S608
-        args.append(json.dumps(sorted(values)))
-
-    if flt.ids is not None:
-        among("e.id", flt.ids)
-    if flt.authors is not None:
-        among("e.pubkey", flt.authors)
-    if flt.kinds is not None:
-        among("e.kind", flt.kinds)
-    if flt.since is not None:
-        clauses.append("e.created_at >= ?")
-        args.append(flt.since)
-    if flt.until is not None:
-        clauses.append("e.created_at <= ?")
-        args.append(flt.until)
-    for letter, values in flt.tags.items():
-        clauses.append(
-            "EXISTS (SELECT 1 FROM event_tags t WHERE t.event_seq = e.seq"
-            " AND length(t.name) = 1 AND t.name = ?"
-            " AND t.value IN (SELECT value FROM json_each(?)))"
-        )
-        args.append(letter)
-        args.append(json.dumps(sorted(values)))
+    # Lists bound as JSON arrays: an app's filter may hold any number of values.
+    clauses, args = filter_clauses(flt, json_lists=True)
     limit = max_limit if flt.limit is None else min(flt.limit, max_limit)
     sql = (
-        f"SELECT e.raw_event FROM nostr_events e WHERE {' AND '.join(clauses)}"  # noqa: S608
+        f"SELECT e.raw_event FROM nostr_events e WHERE {' AND '.join(['e.current = 1', *clauses])}"  # noqa: S608
         " ORDER BY e.created_at DESC, e.id ASC LIMIT ?"
     )
     return [row[0] for row in conn.execute(sql, (*args, limit))]

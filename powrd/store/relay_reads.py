@@ -15,6 +15,7 @@ import apsw
 
 from powrd.protocol.event import loads
 from powrd.protocol.filters import Filter
+from powrd.store.filter_sql import filter_clauses
 from powrd.store.queries import count, query_events
 
 
@@ -46,27 +47,7 @@ def read_stored(conn: apsw.Connection, filters: Sequence[Filter]) -> tuple[list[
 
 
 def _where(flt: Filter) -> tuple[str, list[Any]]:
-    # Mirrors query_events' WHERE clause; kept here so counting needs no shared refactor.
-    clauses: list[str] = []
-    args: list[Any] = []
-    for column, values in (("e.id", flt.ids), ("e.pubkey", flt.authors), ("e.kind", flt.kinds)):
-        if values is not None:
-            clauses.append(f"{column} IN ({','.join('?' * len(values))})")
-            args.extend(sorted(values))
-    if flt.since is not None:
-        clauses.append("e.created_at >= ?")
-        args.append(flt.since)
-    if flt.until is not None:
-        clauses.append("e.created_at <= ?")
-        args.append(flt.until)
-    for letter, values in flt.tags.items():
-        marks = ",".join("?" * len(values))
-        clauses.append(
-            "EXISTS (SELECT 1 FROM event_tags t WHERE t.event_seq = e.seq"  # noqa: S608
-            f" AND length(t.name) = 1 AND t.name = ? AND t.value IN ({marks}))"
-        )
-        args.append(letter)
-        args.extend(sorted(values))
+    clauses, args = filter_clauses(flt)
     return (" AND ".join(clauses) or "1"), args
 
 

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from powrd.control.methods import build_methods
 from powrd.protocol.event import loads
+from powrd.service.methods import build_methods
 from powrd.store import queries
 from tests.support.daemon import running_daemon, wait_for, write_config
 from tests.support.dialects import (

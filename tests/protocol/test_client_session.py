@@ -12,6 +12,7 @@ from powrd.protocol.client_session import (
     NEGENTROPY_DISABLED,
     ClientSession,
     CountStored,
+    NegClose,
     Negentropy,
     NegOpen,
     Output,
@@ -150,8 +151,18 @@ def test_negentropy_disabled_or_handed_to_the_responder() -> None:
     assert ClientSession(LIMITS).receive('["NEG-CLOSE","n"]', 0) == []
     (handed,) = ClientSession(LIMITS, negentropy=True).receive(frame, 0)
     assert isinstance(handed, Negentropy) and isinstance(handed.message, NegOpen)
-    assert handed.message.message == "6100"
-    (notice,) = sent(ClientSession(LIMITS).receive('["NEG-MSG","n","zz"]', 0))
+    assert handed.message.payload == b"\x61\x00"
+    (refused,) = sent(ClientSession(LIMITS).receive('["NEG-MSG","n","zz"]', 0))
+    assert refused[:2] == ["NEG-ERR", "n"] and refused[2].startswith("invalid: ")
+    (notice,) = sent(ClientSession(LIMITS).receive('["NEG-FOO","n"]', 0))
+    assert notice == ["NOTICE", "invalid: unknown message type 'NEG-FOO'"]
+
+
+def test_a_malformed_negentropy_message_ends_its_reconciliation() -> None:
+    close, refusal = ClientSession(LIMITS, negentropy=True).receive('["NEG-MSG","n","6"]', 0)
+    assert close == Negentropy(NegClose("n"))
+    assert isinstance(refusal, Send) and loads(refusal.frame)[:2] == ["NEG-ERR", "n"]
+    (notice,) = sent(ClientSession(LIMITS, negentropy=True).receive('["NEG-MSG",7,"61"]', 0))
     assert notice[0] == "NOTICE"
 
 
@@ -182,9 +193,9 @@ client_frames = st.one_of(
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(client_frames, max_size=20))
-def test_fuzz_any_frames_never_raise_and_replies_are_well_formed(frames: list[str]) -> None:
-    session = ClientSession(LIMITS)
+@given(st.lists(client_frames, max_size=20), st.booleans())
+def test_fuzz_any_frames_never_raise_and_replies_are_well_formed(frames: list[str], negentropy: bool) -> None:
+    session = ClientSession(LIMITS, negentropy=negentropy)
     for number, frame in enumerate(frames):
         for output in session.receive(frame, float(number)):
             if isinstance(output, Send):
@@ -194,6 +205,8 @@ def test_fuzz_any_frames_never_raise_and_replies_are_well_formed(frames: list[st
                 assert machine_prefix(text) in ("invalid", "blocked", "rate-limited"), text
             elif isinstance(output, QueryStored):
                 assert all(f.limit is not None and f.limit <= LIMITS.max_limit for f in output.filters)
+            elif isinstance(output, Negentropy):
+                assert negentropy
         assert session.subscription_count <= LIMITS.max_subscriptions
 
 

@@ -17,9 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any
 
 import nostr_sdk
@@ -29,6 +26,7 @@ from websockets.asyncio.client import connect
 from powrd.protocol.negentropy import NegentropyClient, StorageVector
 from tests.support.events import keys_for, make_event
 from tests.support.negentropy_relay import NegentropyTestRelay
+from tests.support.nostr_sdk_sync import sdk_reconcile, sdk_relay
 from tests.support.relays import LocalRelayHandle
 
 Item = tuple[int, bytes]
@@ -59,39 +57,6 @@ async def powrd_reconcile(
             await websocket.send(json.dumps(["NEG-MSG", "neg", step.message.hex()]))
         await websocket.send(json.dumps(["NEG-CLOSE", "neg"]))
     return have, need
-
-
-@asynccontextmanager
-async def sdk_relay(url: str) -> AsyncIterator[nostr_sdk.Relay]:
-    client = nostr_sdk.Client()
-    relay_url = nostr_sdk.RelayUrl.parse(url)
-    await client.add_relay(relay_url)
-    relay = await client.relay(relay_url)
-    assert relay is not None
-    await relay.try_connect(timedelta(seconds=REPLY_TIMEOUT))
-    try:
-        yield relay
-    finally:
-        await client.disconnect()
-
-
-async def sdk_reconcile(
-    relay: nostr_sdk.Relay, filter_: nostr_sdk.Filter, items: list[Item]
-) -> tuple[set[bytes], set[bytes]]:
-    """nostr-sdk's dry-run sync of ``items``: (ids only local, ids only on the relay)."""
-    negentropy_items = [
-        nostr_sdk.NegentropyItem(
-            id=nostr_sdk.EventId.from_bytes(item_id),
-            timestamp=nostr_sdk.Timestamp.from_secs(created_at),
-        )
-        for created_at, item_id in items
-    ]
-    summary = await asyncio.wait_for(
-        relay.sync(filter_, negentropy_items, nostr_sdk.SyncOptions().dry_run()),
-        REPLY_TIMEOUT,
-    )
-    assert not summary.received and not summary.sent
-    return {e.as_bytes() for e in summary.local}, {e.as_bytes() for e in summary.remote}
 
 
 def local_variant(relay_items: list[Item], rnd: random.Random) -> list[Item]:

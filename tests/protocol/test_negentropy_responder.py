@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from powrd.protocol.filters import Filter
 from powrd.protocol.negentropy import NegentropyClient, StorageVector
 from powrd.protocol.negentropy_messages import (
@@ -60,6 +63,7 @@ def test_too_many_sessions_is_blocked() -> None:
         assert json.loads(responder.open(NegOpen(sub_id, FILTER, b"\x61"), []))[0] == "NEG-MSG"
     frame = json.loads(responder.open(NegOpen("c", FILTER, b"\x61"), []))
     assert frame[:2] == ["NEG-ERR", "c"] and frame[2].startswith("blocked: ")
+    assert responder.full("c") and not responder.full("a")
     # Reopening an open id replaces it rather than counting twice.
     assert json.loads(responder.open(NegOpen("a", FILTER, b"\x61"), []))[0] == "NEG-MSG"
     assert responder.open_subscriptions == 2
@@ -83,3 +87,23 @@ def test_unknown_version_is_answered_with_version_one() -> None:
     frame = responder.open(NegOpen("s", FILTER, bytes.fromhex("62aabb")), items(5, 5))
     assert json.loads(frame) == ["NEG-MSG", "s", "61"]
     assert responder.open_subscriptions == 1
+
+
+SERVER_ITEMS = items(3000, 6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=120).map(lambda tail: b"\x61" + tail), min_size=1, max_size=4))
+def test_hostile_messages_get_an_answer_or_end_the_subscription(payloads: list[bytes]) -> None:
+    responder = NegentropyResponder(frame_size_limit=4096)
+    answer = json.loads(responder.open(NegOpen("s", FILTER, payloads[0]), SERVER_ITEMS))
+    for payload in [*payloads[1:], None]:
+        assert answer[0] in ("NEG-MSG", "NEG-ERR") and answer[1] == "s"
+        if answer[0] == "NEG-ERR":
+            assert answer[2].split(":")[0] == "error" and responder.open_subscriptions == 0
+            return
+        # An answer never exceeds the frame limit, whatever was asked.
+        assert len(bytes.fromhex(answer[2])) <= 4096
+        if payload is None:
+            return
+        answer = json.loads(responder.message(NegMsg("s", payload)))

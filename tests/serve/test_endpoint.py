@@ -14,7 +14,6 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from powrd.control.client import ControlClient
-from powrd.protocol.client_session import NegClose, NegentropyMessage, neg_msg_frame
 from powrd.protocol.event import loads
 from powrd.protocol.filters import parse_filter
 from powrd.serve import server as serve_server
@@ -164,7 +163,7 @@ async def test_nip11_document_and_text_page(tmp_path: Path) -> None:
         head, body = await get("Accept: application/nostr+json\r\n")
         assert "200 OK" in head and "application/nostr+json" in head
         document = json.loads(body)
-        assert document["supported_nips"] == [1, 9, 11, 40, 45]
+        assert document["supported_nips"] == [1, 9, 11, 40, 45, 77]
         assert document["software"] == "powrd"
         assert document["limitation"]["max_limit"] == 5000
         assert document["limitation"]["max_subscriptions"] == 32
@@ -201,34 +200,6 @@ async def test_disabled_endpoint_listens_nowhere(tmp_path: Path) -> None:
 def test_corpus_has_tags_for_the_filters() -> None:
     corpus = [loads(e) for e in generate_corpus(300, 5, seed=101)]
     assert any(t[:2] == ["t", "pull"] for e in corpus for t in e["tags"])
-
-
-class EchoResponder:
-    """A stand-in NIP-77 responder: answers each NEG-OPEN/NEG-MSG with its own message."""
-
-    closed = 0
-
-    async def handle(self, message: NegentropyMessage) -> list[str]:
-        if isinstance(message, NegClose):
-            return []
-        return [neg_msg_frame(message.sub_id, message.message)]
-
-    def close(self) -> None:
-        EchoResponder.closed += 1
-
-
-async def test_negentropy_messages_reach_a_plugged_in_responder(tmp_path: Path) -> None:
-    async with running_daemon(write_config(tmp_path)) as daemon:
-        async with app(daemon) as before:
-            await before.send('["NEG-OPEN","n",{},"6100"]')
-            assert await reply(before) == ["NEG-ERR", "n", "blocked: negentropy not enabled"]
-        daemon.local_relay.backend.negentropy = EchoResponder
-        async with app(daemon) as websocket:
-            await websocket.send('["NEG-OPEN","n",{"kinds":[1]},"6100"]')
-            assert await reply(websocket) == ["NEG-MSG", "n", "6100"]
-            await websocket.send('["NEG-MSG","n","61ab"]')
-            assert await reply(websocket) == ["NEG-MSG", "n", "61ab"]
-        await wait_for(lambda: EchoResponder.closed == 1, what="responder closed with its connection")
 
 
 async def test_connections_beyond_the_limit_are_refused(tmp_path: Path) -> None:

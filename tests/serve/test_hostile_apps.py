@@ -28,7 +28,9 @@ async def test_bad_frames_get_the_right_answer_and_store_nothing(tmp_path: Path)
             ('["REQ","s"]', None),  # no filter: a NOTICE naming the arity
             ('["REQ","s",{"kinds":["x"]}]', None),
             ('["EVENT",{"id":"nope"}]', None),
-            ('["NEG-OPEN","n",{},"61"]', ["NEG-ERR", "n", "blocked: negentropy not enabled"]),
+            ('["NEG-OPEN","n",{},"6"]', ["NEG-ERR", "n", "invalid: wrong element type: NEG-OPEN element 3 is not hex (1 characters)"]),
+            ('["NEG-MSG","n","61"]', ["NEG-ERR", "n", "closed: no such negentropy subscription"]),
+            ('["NEG-FOO","n"]', ["NOTICE", "invalid: unknown message type 'NEG-FOO'"]),
         ]
         for frame, expected in cases:
             await websocket.send(frame)
