@@ -282,6 +282,10 @@ class NegentropyClient:
     def __init__(self, storage: StorageVector, frame_size_limit: int = 0) -> None:
         self._reconciler = _Reconciler(storage, frame_size_limit)
         self._initiated = False
+        # Ids already reported, so that each is reported once (see reconcile). Both
+        # grow only as far as the differences found: have ids are our own items.
+        self._reported_have: set[bytes] = set()
+        self._reported_need: set[bytes] = set()
 
     def initiate(self) -> bytes:
         """The first message (the NEG-OPEN payload); callable once."""
@@ -295,6 +299,13 @@ class NegentropyClient:
     def reconcile(self, message: bytes) -> ReconcileStep:
         """Read one server message (a NEG-MSG payload).
 
+        Each id is reported once per reconciliation, in the first step that finds it.
+        A side at its frame size limit stops early and sends one fingerprint for
+        everything after, dropping the Skip ranges the other side had already settled;
+        while any difference remains past that point the fingerprints differ, the
+        client splits the whole rest again, and the server lists settled ranges anew
+        (the reference implementations behave the same), so an id can arrive twice.
+
         Raises:
             NegentropyError: the message is malformed, the server wants another
                 protocol version, or :meth:`initiate` was not called.
@@ -304,4 +315,18 @@ class NegentropyClient:
         have: list[bytes] = []
         need: list[bytes] = []
         output = self._reconciler._process(message, have, need)
-        return ReconcileStep(None if output == _VERSION else output, have, need)
+        return ReconcileStep(
+            None if output == _VERSION else output,
+            _first_reports(have, self._reported_have),
+            _first_reports(need, self._reported_need),
+        )
+
+
+def _first_reports(ids: list[bytes], reported: set[bytes]) -> list[bytes]:
+    """The ids not in ``reported``, in order, each once; adds them to ``reported``."""
+    fresh: list[bytes] = []
+    for item_id in ids:
+        if item_id not in reported:
+            reported.add(item_id)
+            fresh.append(item_id)
+    return fresh

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from powrd.protocol.negentropy import (
@@ -244,6 +244,17 @@ def test_messages_match_the_reference_byte_for_byte(
     client_limit=st.sampled_from([0, 4096, 60_000]),
     server_limit=st.sampled_from([0, 4096, 60_000]),
 )
+# A server at its frame limit answers a settled range again: the client sees ids twice.
+@example(
+    seed=0,
+    count=542,
+    runs=False,
+    client_only=0.05,
+    server_only=0.5,
+    clustered=False,
+    client_limit=0,
+    server_limit=4096,
+)
 def test_powrd_against_itself_finds_exact_differences(
     seed: int,
     count: int,
@@ -273,6 +284,19 @@ def test_powrd_against_itself_finds_exact_differences(
     server_ids = {i for _, i in server}
     assert have == client_ids - server_ids
     assert need == server_ids - client_ids
+
+
+def test_client_reports_an_id_once_when_the_server_lists_it_again() -> None:
+    # A server at its frame limit may answer a range the client has settled (as the
+    # reference does); the client must not hand the same difference on twice.
+    client_items, server_items = split_sets(7, 40, False, 0.3, 0.3)
+    client = NegentropyClient(StorageVector.seal(client_items))
+    server = NegentropyServer(StorageVector.seal(server_items))
+    answer = server.reconcile(client.initiate())
+    first = client.reconcile(answer)
+    assert first.have and first.need
+    again = client.reconcile(answer)
+    assert (again.have, again.need) == ([], [])
 
 
 def test_identical_sets_finish_in_one_round_trip() -> None:
