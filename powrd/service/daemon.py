@@ -138,8 +138,10 @@ class Daemon:
             raise StartupError(
                 f"{self.config.control.socket}: cannot listen: {error.strerror or error}"
             ) from None
-        await self._start_local_relay()
+        # No await between the control socket opening and the workers existing: a
+        # status asked at once already lists every configured relay.
         self._apply_relays(self.config)
+        await self._start_local_relay()
         self.state = "running"
         self.notifier.ready(self.status_line())
         interval = watchdog_interval(self.environ)
