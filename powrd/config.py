@@ -40,6 +40,7 @@ DEFAULT_DATABASE_NAME = "powrd.db"
 DEFAULT_SOCKET_NAME = "powrd.sock"
 SYSTEMD_SOCKET_NAME = "control.sock"
 DEFAULT_KINDS = (33401, 33402, 1301)
+RECORD_KINDS = (1301, 33403)
 MAX_KIND = 65535
 # sun_path holds 108 bytes on Linux, one of them the terminating NUL.
 MAX_SOCKET_PATH_BYTES = 107
@@ -98,6 +99,11 @@ class SyncConfig:
     queue_max_events: int = 10000
     compression: bool = False
     allow_private_relays: bool = False
+    public_kinds: tuple[int, ...] = ()
+    outbox: bool = True
+    index_relays: tuple[str, ...] = ()
+    outbox_relays_per_author: int = 3
+    max_discovered_relays: int = 50
 
 
 @dataclass(frozen=True)
@@ -401,6 +407,31 @@ def _kinds(source: _Source, key: str, value: Any) -> tuple[int, ...]:
     return tuple(kinds)
 
 
+def _public_kinds(source: _Source, key: str, value: Any) -> tuple[int, ...]:
+    if value == []:
+        return ()
+    kinds = _kinds(source, key, value)
+    for index, kind in enumerate(kinds):
+        if kind in RECORD_KINDS:
+            source.fail(
+                f"{key}[{index}]: {kind} is a workout record kind; strangers' records are never "
+                "synced: list the people whose records you want in sync.authors"
+            )
+    return kinds
+
+
+def _relay_urls(source: _Source, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        source.expected(key, "an array of ws:// or wss:// URLs", value)
+    urls: list[str] = []
+    for index, item in enumerate(value):
+        url = _relay_url(source, f"{key}[{index}]", item)
+        if url in urls:
+            source.fail(f"{key}[{index}]: duplicate of {key}[{urls.index(url)}] ({url})")
+        urls.append(url)
+    return tuple(urls)
+
+
 def _media_types(source: _Source, key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
         source.expected(key, 'a non-empty array of media types or prefixes ("image/")', value)
@@ -488,6 +519,11 @@ _SECTIONS: dict[str, dict[str, Check]] = {
         "queue_max_events": _integer(1),
         "compression": _boolean,
         "allow_private_relays": _boolean,
+        "public_kinds": _public_kinds,
+        "outbox": _boolean,
+        "index_relays": _relay_urls,
+        "outbox_relays_per_author": _integer(1),
+        "max_discovered_relays": _integer(0),
     },
     "limits": {
         "max_event_bytes": _integer(1),

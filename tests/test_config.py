@@ -157,6 +157,12 @@ def test_shipped_config_loads_and_lists_every_key_with_its_default() -> None:
     assert config.relay_urls(read=True) == ("wss://relay.damus.io", "wss://nos.lol")
     assert config.relay_urls(write=True) == ("wss://relay.damus.io", "wss://nos.lol")
     defaults = Config.defaults({})
+    # The one deliberate difference: the shipped file turns the public library on.
+    assert config.sync.public_kinds == (33401, 33402)
+    assert defaults.sync.public_kinds == ()
+    config = dataclasses.replace(
+        config, sync=dataclasses.replace(config.sync, public_kinds=defaults.sync.public_kinds)
+    )
     for name in SECTIONS:
         assert getattr(config, name) == getattr(defaults, name), name
     document = tomllib.loads(SHIPPED.read_text())

@@ -190,7 +190,7 @@ def _filters(args: argparse.Namespace, *names: str) -> dict[str, Any]:
 
 
 def _exercises(conn: Connection, args: argparse.Namespace) -> str:
-    params = _filters(args, "author", "search", "equipment", "tag", "limit")
+    params = _filters(args, "author", "search", "equipment", "tag", "limit", "scope")
     result = conn.call("library.exercises", params)
     return _shown(args, result, lambda r: render.exercises(r["exercises"]))
 
@@ -330,6 +330,9 @@ def _parser() -> argparse.ArgumentParser:
     exercises.add_argument("--equipment", help="barbell, dumbbell, bodyweight, machine, cardio")
     exercises.add_argument("--tag", help="a hashtag (t tag)")
     exercises.add_argument("--limit", type=int)
+    exercises.add_argument(
+        "--scope", choices=("all", "mine", "public"), help="your authors', others', or both"
+    )
     records = add("records", _records, "workout records with their sets, newest first")
     records.add_argument("--author", help="npub or hex public key")
     records.add_argument("--since", type=_unix_seconds, help="unix seconds or a UTC date")

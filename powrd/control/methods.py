@@ -32,6 +32,9 @@ from powrd.sync.publisher import PublishError
 if TYPE_CHECKING:
     from powrd.service.daemon import Daemon
 
+# library.exercises: the configured authors' (and identity's) own, everyone else's, or both.
+LIBRARY_SCOPES = ("all", "mine", "public")
+
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
@@ -107,7 +110,11 @@ def _library_methods(daemon: Daemon, reader: Callable[[], Any]) -> dict[str, Han
     """The NIP-101e library, publishing and media."""
 
     async def library_exercises(params: dict[str, Any]) -> Any:
-        _only(params, "author", "search", "equipment", "tag", "limit")
+        _only(params, "author", "search", "equipment", "tag", "limit", "scope")
+        scope = _optional(params, "scope", str) or "all"
+        if scope not in LIBRARY_SCOPES:
+            raise InvalidParams(f"scope: expected one of {list(LIBRARY_SCOPES)}, found {scope!r}")
+        own = daemon.own_pubkeys()
         return {
             "exercises": library_queries.exercises(
                 reader(),
@@ -116,6 +123,8 @@ def _library_methods(daemon: Daemon, reader: Callable[[], Any]) -> dict[str, Han
                 equipment=_optional(params, "equipment", str),
                 tag=_optional(params, "tag", str),
                 limit=request_limits.limit(params, default=1000, maximum=MAX_LIBRARY_LIMIT),
+                among=own if scope == "mine" else None,
+                except_=own if scope == "public" else None,
             )
         }
 

@@ -36,7 +36,7 @@ from powrd.store.ingest import BatchResult
 from powrd.store.store import Store
 from powrd.sync.media import MediaFetcher, MediaSettings
 from powrd.sync.pipeline import Pipeline
-from powrd.sync.plan import plan
+from powrd.sync.plan import plan, public_scope
 from powrd.sync.publisher import Publisher, RelayDelivery
 from powrd.sync.relay import RelayWorker
 from powrd.sync.resolver import Resolver
@@ -214,6 +214,7 @@ class Daemon:
         """Start, stop or restart relay workers so they match ``config``."""
         assert self.pipeline is not None
         scopes = plan(config.sync.authors, config.sync.kinds, config.sync.max_authors_per_filter)
+        scopes += public_scope(config.sync.public_kinds)
         settings = config.sync
         wanted = {relay.url: relay for relay in config.relays}
         for url in list(self.workers):
