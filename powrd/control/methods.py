@@ -72,7 +72,7 @@ def _state_methods(daemon: Daemon, reader: Callable[[], Any]) -> dict[str, Handl
 
     async def relays_list(params: dict[str, Any]) -> Any:
         _only(params)
-        return {"relays": [w.status.as_dict() for w, _ in daemon.workers.values()]}
+        return daemon.relays_report()
 
     async def sync_now(params: dict[str, Any]) -> Any:
         _only(params)

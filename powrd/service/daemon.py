@@ -9,6 +9,7 @@ commits → exit 0. SIGHUP reloads the relay list and authors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -25,18 +26,21 @@ from powrd.config import Config, ConfigError, load_config
 from powrd.control.server import AlreadyRunning, ControlServer
 from powrd.identity import IdentityError, load_secret_key
 from powrd.library.cache import QueryCache, run_access_flusher
+from powrd.protocol.filters import Filter
+from powrd.protocol.relay_list import KIND_RELAY_LIST
 from powrd.protocol.validate import Policy
 from powrd.service import hardening, memory
 from powrd.service.counts import StatusCounts
 from powrd.service.notify import Notifier, watchdog_interval, watchdog_loop
-from powrd.store import fetchqueue, outbox
+from powrd.store import fetchqueue, outbox, queries
 from powrd.store import ingest as store_ingest
 from powrd.store.database import StoreError
 from powrd.store.ingest import BatchResult
 from powrd.store.store import Store
+from powrd.sync.address import AddressPolicy
+from powrd.sync.discovery import Discovery, Target, target_fields
 from powrd.sync.media import MediaFetcher, MediaSettings
 from powrd.sync.pipeline import Pipeline
-from powrd.sync.plan import plan, public_scope
 from powrd.sync.publisher import Publisher, RelayDelivery
 from powrd.sync.relay import RelayWorker
 from powrd.sync.resolver import Resolver
@@ -45,6 +49,10 @@ log = structlog.get_logger("powrd.service")
 
 EXPIRY_SWEEP_SECONDS = 60.0
 STATUS_SECONDS = 10.0
+# How often discovered relays' health is looked at, and how long commits are gathered
+# before the stored relay lists are read again.
+DISCOVERY_TICK_SECONDS = 5.0
+DISCOVERY_SETTLE_SECONDS = 0.2
 
 
 class StartupError(Exception):
@@ -88,6 +96,11 @@ class Daemon:
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
         self.commit_listeners: list[Any] = []
+        self.discovery = Discovery(
+            AddressPolicy(("ws", "wss"), allow_private=config.sync.allow_private_relays)
+        )
+        self.relay_targets: dict[str, Target] = {}
+        self._lists_changed = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -115,8 +128,9 @@ class Daemon:
         await self.store.writer.run(outbox.release_sent)
         await self.store.writer.run(fetchqueue.release_in_flight)
         self.publisher = Publisher(
-            self.pipeline, self.keys, lambda: list(self.config.relay_urls(write=True))
+            self.pipeline, self.keys, lambda: [u for u, t in self.relay_targets.items() if t.write]
         )
+        self.commit_listeners.append(self._maybe_lists_changed)
         if self.config.resolver.enabled:
             self.resolver = Resolver(
                 self.pipeline,
@@ -144,6 +158,7 @@ class Daemon:
             raise StartupError(
                 f"{self.config.control.socket}: cannot listen: {error.strerror or error}"
             ) from None
+        self._read_relay_lists()
         self._apply_relays(self.config)
         self.state = "running"
         self.notifier.ready(self.status_line())
@@ -157,6 +172,7 @@ class Daemon:
         if self.config.media.enabled:
             self._spawn(self.media.run(), "media")
         self._spawn(self._report_status(), "status")
+        self._spawn(self._follow_relay_lists(), "discovery")
         log.info(
             "powrd running",
             version=__version__,
@@ -213,17 +229,17 @@ class Daemon:
     def _apply_relays(self, config: Config) -> None:
         """Start, stop or restart relay workers so they match ``config``."""
         assert self.pipeline is not None
-        scopes = plan(config.sync.authors, config.sync.kinds, config.sync.max_authors_per_filter)
-        scopes += public_scope(config.sync.public_kinds)
         settings = config.sync
-        wanted = {relay.url: relay for relay in config.relays}
+        wanted = self.discovery.targets(config, self.identity_pubkey())
+        old_write = {url for url, target in self.relay_targets.items() if target.write}
+        self.relay_targets = wanted
         for url in list(self.workers):
             worker, task = self.workers[url]
             relay = wanted.get(url)
             if (
                 relay is None
                 or (relay.read, relay.write) != (worker.status.read, worker.status.write)
-                or (relay.read and worker.scopes != scopes)
+                or (relay.read and worker.scopes != list(relay.scopes))
                 or worker.settings != settings
             ):
                 task.cancel()
@@ -243,7 +259,7 @@ class Daemon:
                 deliveries[url] = delivery
             worker = RelayWorker(
                 url,
-                scopes,
+                list(relay.scopes),
                 self.pipeline,
                 settings,
                 keys=self.keys,
@@ -251,8 +267,68 @@ class Daemon:
                 write=relay.write,
                 delivery=delivery,
                 on_backfill_complete=self._backfill_complete,
+                pin=self.discovery.policy.pin if relay.source != "config" else None,
             )
             self.workers[url] = (worker, asyncio.create_task(worker.run(), name=f"relay {url}"))
+        # A write relay learned from the identity's own list is owed what is still unsent.
+        added_write = [u for u, t in wanted.items() if t.write and t.source != "config"]
+        added_write = [u for u in added_write if u not in old_write]
+        if added_write and self.store is not None:
+            self.store.writer.submit(lambda c: [outbox.add_relay(c, u) for u in added_write])
+
+    def _read_relay_lists(self) -> bool:
+        """Read the newest stored relay list of each author; True when any changed."""
+        if self.store is None or not self.config.sync.outbox:
+            return False
+        authors = set(self.config.sync.authors)
+        identity = self.identity_pubkey()
+        if identity is not None:
+            authors.add(identity)
+        if not authors:
+            return False
+        flt = Filter(authors=frozenset(authors), kinds=frozenset((KIND_RELAY_LIST,)))
+        raw = queries.query_events(self.store.reader(), flt, max_limit=len(authors) + 1)
+        return self.discovery.update_lists(raw, authors)
+
+    async def _follow_relay_lists(self) -> None:
+        """Re-plan when a stored relay list changes or a discovered relay keeps failing."""
+        while True:
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+            # that arrives as the event is set, and stop() would wait for ever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DISCOVERY_TICK_SECONDS):
+                    await self._lists_changed.wait()
+            if self._lists_changed.is_set():
+                await asyncio.sleep(DISCOVERY_SETTLE_SECONDS)  # gather a backfill's commits
+                self._lists_changed.clear()
+            changed = self._read_relay_lists()
+            learned = {
+                url: worker.status
+                for url, (worker, _) in self.workers.items()
+                if self.relay_targets.get(url) is not None
+                and self.relay_targets[url].source == "nip65"
+            }
+            if self.discovery.observe(learned) or changed:
+                self._apply_relays(self.config)
+
+    def _maybe_lists_changed(self, batch: BatchResult) -> None:
+        if batch.stored:
+            self._lists_changed.set()
+
+    def identity_pubkey(self) -> str | None:
+        return self.keys.public_key().to_hex() if self.keys is not None else None
+
+    def relays_report(self) -> dict[str, Any]:
+        """``relays.list``: every connection with its source, and what discovery decided."""
+        relays = [
+            {**worker.status.as_dict(), **target_fields(self.relay_targets.get(url))}
+            for url, (worker, _) in self.workers.items()
+        ]
+        authors = list(self.config.sync.authors)
+        identity = self.identity_pubkey()
+        if identity is not None and identity not in authors:
+            authors.append(identity)
+        return {"relays": relays, "discovery": self.discovery.report(self.relay_targets, authors)}
 
     def reload(self) -> None:
         """SIGHUP: re-read the config file; relays and authors change without a restart."""
@@ -274,6 +350,8 @@ class Daemon:
         self.config = kept
         if self.resolver is not None:
             self.resolver.policy.allow_private = kept.sync.allow_private_relays
+        self.discovery.policy.allow_private = kept.sync.allow_private_relays
+        self._read_relay_lists()
         self._apply_relays(kept)
         added_write = [u for u in kept.relay_urls(write=True) if u not in old_write]
         if added_write and self.store is not None:
@@ -331,7 +409,7 @@ class Daemon:
         problems: list[str] = []
         if not self.config.relays:
             problems.append("no relays configured")
-        if not self.config.sync.authors:
+        if not self.config.sync.authors and not self.config.sync.public_kinds:
             problems.append("no authors configured: nothing to sync")
         for worker, _ in self.workers.values():
             status = worker.status

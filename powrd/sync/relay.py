@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,7 @@ from powrd.protocol.session import (
 from powrd.protocol.signing import auth_event
 from powrd.store import checkpoints
 from powrd.sync import backoff
+from powrd.sync.address import AddressRefused, Pinned, UnresolvableHost
 from powrd.sync.backfill import ScopeSync, Subscriptions
 from powrd.sync.connection import HARD_FRAME_CAP, connect_relay, receive_frames
 from powrd.sync.pipeline import Pipeline
@@ -108,8 +109,11 @@ class RelayWorker:
         delivery: RelayDelivery | None = None,
         on_backfill_complete: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
+        pin: Callable[[str], Awaitable[Pinned]] | None = None,
     ) -> None:
         self.on_backfill_complete = on_backfill_complete
+        # A learned URL (NIP-65) is checked and pinned by the address policy per attempt.
+        self.pin = pin
         self.url = url
         self.delivery = delivery if write else None
         self.scopes = scopes if read else []
@@ -167,8 +171,17 @@ class RelayWorker:
         self.status.state = RelayState.CONNECTING
         self.status.connect_attempts += 1
         try:
-            ws = await connect_relay(self.url, compression=self.settings.compression)
-        except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as error:
+            pinned = await self.pin(self.url) if self.pin is not None else None
+            ws = await connect_relay(
+                self.url, compression=self.settings.compression, pinned=pinned
+            )
+        except (
+            OSError,
+            TimeoutError,
+            websockets.exceptions.WebSocketException,
+            AddressRefused,
+            UnresolvableHost,
+        ) as error:
             self.status.last_error = f"connect: {error}"
             raise ConnectionLost(str(error)) from None
         started = time.monotonic()
