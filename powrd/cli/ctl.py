@@ -177,6 +177,11 @@ def _status(conn: Connection, args: argparse.Namespace) -> str:
 
 
 def _relays(conn: Connection, args: argparse.Namespace) -> str:
+    if args.action == "publish-list":
+        result = conn.call("relays.publish_list")
+        return _shown(
+            args, result, lambda r: f"published relay list {r['id']} naming {r['relays']} relays"
+        )
     return _shown(args, conn.call("relays.list"), lambda r: render.relays(r["relays"]))
 
 
@@ -321,7 +326,10 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("method", help="e.g. status, events.query, library.template")
     call.add_argument("params", nargs="?", help='named params as a JSON object, e.g. {"filter":{}}')
     add("status", _status, "version, state, health, relays and counts")
-    add("relays", _relays, "each relay's connection state and counters")
+    add("relays", _relays, "each relay's connection state and counters").add_argument(
+        "action", nargs="?", choices=("publish-list",),
+        help="publish-list: sign and publish your NIP-65 relay list from [[relays]]",
+    )
     template = add("template", _template, "a workout template with its exercises resolved")
     template.add_argument("coordinate", help="33402:<pubkey hex>:<d>")
     exercises = add("exercises", _exercises, "stored exercise definitions")

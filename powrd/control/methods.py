@@ -27,6 +27,7 @@ from powrd.service import request_limits
 from powrd.service.request_limits import MAX_LIBRARY_LIMIT
 from powrd.store import fetchqueue, library_queries, outbox, queries
 from powrd.sync.media import MediaNotFound, media_chunks
+from powrd.sync.own_list import publish_relay_list
 from powrd.sync.publisher import PublishError
 
 if TYPE_CHECKING:
@@ -74,6 +75,16 @@ def _state_methods(daemon: Daemon, reader: Callable[[], Any]) -> dict[str, Handl
         _only(params)
         return daemon.relays_report()
 
+    async def relays_publish_list(params: dict[str, Any]) -> Any:
+        _only(params)
+        if daemon.publisher is None:
+            raise MethodError(NOT_READY, "the daemon is still starting")
+        try:
+            event_id, count = await publish_relay_list(daemon.publisher, daemon.config)
+        except PublishError as error:
+            raise MethodError(PUBLISH_FAILED, str(error)) from None
+        return {"id": event_id, "relays": count}
+
     async def sync_now(params: dict[str, Any]) -> Any:
         _only(params)
         daemon.resync()
@@ -99,6 +110,7 @@ def _state_methods(daemon: Daemon, reader: Callable[[], Any]) -> dict[str, Handl
     return {
         "status": status,
         "relays.list": relays_list,
+        "relays.publish_list": relays_publish_list,
         "sync.now": sync_now,
         "events.query": events_query,
         "fetch.list": fetch_list,

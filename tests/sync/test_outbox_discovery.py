@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from powrd.control.methods import build_methods
 from powrd.store import outbox
 from tests.support.daemon import running_daemon, stored_ids, wait_for, write_config
 from tests.support.events import DEFAULT_CREATED_AT, keys_for, make_event, make_exercise, pubkey_of
@@ -146,3 +147,31 @@ async def test_a_listed_loopback_relay_is_refused_without_allow_private_relays(r
             what="the address policy's refusal",
         )
         assert event_id(secret) not in stored_ids(daemon)
+
+
+async def test_publish_list_signs_the_configured_relays_with_their_markers(relay_factory, tmp_path: Path) -> None:
+    both, reader, writer = [await relay_factory() for _ in range(3)]
+    key_file = tmp_path / "nsec.txt"
+    key_file.write_text(USER.secret_key().to_bech32() + "\n")
+    key_file.chmod(0o600)
+    relays = [both.url, (reader.url, True, False), (writer.url, False, True)]
+    config = config_for(tmp_path, relays, [], secret_key_file=key_file)
+    async with running_daemon(config) as daemon:
+        result = await build_methods(daemon)["relays.publish_list"]({})
+        assert result["relays"] == 3
+
+        def accepted() -> set[str]:
+            return {
+                d["relay"]
+                for e in outbox.entries(daemon.store.reader())
+                if e["event_id"] == result["id"]
+                for d in e["deliveries"]
+                if d["state"] == "accepted"
+            }
+
+        await wait_for(lambda: accepted() == {both.url, writer.url}, what="the list on the write relays")
+        assert await writer.fetch_all_ids({"ids": [result["id"]]}) == {result["id"]}
+        (published,) = await both.fetch_all({"ids": [result["id"]]})
+        assert (published["kind"], published["pubkey"]) == (10002, pubkey_of(USER))
+        assert published["tags"] == [["r", both.url], ["r", reader.url, "read"], ["r", writer.url, "write"]]
+        assert await reader.fetch_all_ids({"ids": [result["id"]]}) == set()
