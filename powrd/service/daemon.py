@@ -267,7 +267,7 @@ class Daemon:
                 write=relay.write,
                 delivery=delivery,
                 on_backfill_complete=self._backfill_complete,
-                pin=self.discovery.policy.pin if relay.source != "config" else None,
+                pin=self.discovery.policy.pin if relay.source == "nip65" else None,
             )
             self.workers[url] = (worker, asyncio.create_task(worker.run(), name=f"relay {url}"))
         # A write relay learned from the identity's own list is owed what is still unsent.
