@@ -175,3 +175,18 @@ async def test_publish_list_signs_the_configured_relays_with_their_markers(relay
         assert (published["kind"], published["pubkey"]) == (10002, pubkey_of(USER))
         assert published["tags"] == [["r", both.url], ["r", reader.url, "read"], ["r", writer.url, "write"]]
         assert await reader.fetch_all_ids({"ids": [result["id"]]}) == set()
+
+
+async def test_an_author_added_by_reload_is_read_from_their_listed_relay(relay_factory, tmp_path: Path) -> None:
+    configured, theirs = await relay_factory(), await relay_factory()
+    await configured.publish([relay_list(FRIEND, [["r", theirs.url, "write"]])])
+    exercise = make_exercise(FRIEND, "after-reload")
+    await theirs.publish([exercise])
+    config = config_for(tmp_path, [configured.url], [])
+    async with running_daemon(config) as daemon:
+        await wait_for(lambda: all(w.status.backfill_complete for w, _ in daemon.workers.values()), what="backfill")
+        assert entry(daemon, theirs.url) is None
+        config.write_text(config.read_text().replace("authors = []", f'authors = ["{pubkey_of(FRIEND)}"]'))
+        daemon.reload()
+        await wait_for(lambda: event_id(exercise) in stored_ids(daemon), what="the new author's events")
+        assert entry(daemon, theirs.url)["authors"] == [pubkey_of(FRIEND)]
