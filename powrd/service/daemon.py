@@ -37,7 +37,7 @@ from powrd.store import ingest as store_ingest
 from powrd.store.database import StoreError
 from powrd.store.ingest import BatchResult
 from powrd.store.store import Store
-from powrd.sync.address import AddressPolicy
+from powrd.sync.address import AddressPolicy, AddressRefused, Pinned
 from powrd.sync.discovery import Discovery, Target, target_fields
 from powrd.sync.media import MediaFetcher, MediaSettings
 from powrd.sync.pipeline import Pipeline
@@ -267,7 +267,7 @@ class Daemon:
                 write=relay.write,
                 delivery=delivery,
                 on_backfill_complete=self._backfill_complete,
-                pin=self.discovery.policy.pin if relay.source == "nip65" else None,
+                pin=self._pin_learned if relay.source == "nip65" else None,
             )
             self.workers[url] = (worker, asyncio.create_task(worker.run(), name=f"relay {url}"))
         # A write relay learned from the identity's own list is owed what is still unsent.
@@ -311,6 +311,15 @@ class Daemon:
             if self.discovery.observe(learned) or changed:
                 self._apply_relays(self.config)
 
+    async def _pin_learned(self, url: str) -> Pinned:
+        """The address policy for a relay learned from a list; a refusal re-plans at once."""
+        try:
+            return await self.discovery.policy.pin(url)
+        except AddressRefused as error:
+            self.discovery.refuse(url, str(error))
+            self._lists_changed.set()
+            raise
+
     def _maybe_lists_changed(self, batch: BatchResult) -> None:
         if batch.stored:
             self._lists_changed.set()
@@ -351,6 +360,7 @@ class Daemon:
         if self.resolver is not None:
             self.resolver.policy.allow_private = kept.sync.allow_private_relays
         self.discovery.policy.allow_private = kept.sync.allow_private_relays
+        self.discovery.refused.clear()
         self._read_relay_lists()
         self._apply_relays(kept)
         added_write = [u for u in kept.relay_urls(write=True) if u not in old_write]

@@ -32,6 +32,8 @@ DROP_SECONDS = 1800.0
 MAX_OWN_WRITE_RELAYS = 8
 # Authors named per relay in relays.list (the count is always there).
 MAX_AUTHORS_SHOWN = 100
+# Refused URLs remembered (until a reload): past this, refusals are simply found again.
+MAX_REFUSED = 10_000
 
 CONFIG = "config"
 INDEX = "index"
@@ -114,6 +116,11 @@ class Discovery:
         self.lists = fresh
         return changed
 
+    def refuse(self, url: str, reason: str) -> None:
+        """The address policy refused ``url`` when connecting: leave it out from now on."""
+        if len(self.refused) < MAX_REFUSED:
+            self.refused[url] = reason
+
     def _usable(self, url: str) -> bool:
         """The URL passes the address policy's form check and is not dropped now."""
         if url in self.refused:
@@ -121,8 +128,7 @@ class Discovery:
         try:
             self.policy.check(url)
         except AddressRefused as error:
-            if len(self.refused) < 10_000:
-                self.refused[url] = str(error)
+            self.refuse(url, str(error))
             return False
         dropped = self.dropped.get(url)
         return dropped is None or dropped.until <= self.clock()

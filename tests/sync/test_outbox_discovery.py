@@ -141,11 +141,13 @@ async def test_a_listed_loopback_relay_is_refused_without_allow_private_relays(r
     await hidden.publish([secret])
     config = config_for(tmp_path, [configured.url], [pubkey_of(FRIEND)], allow_private_relays=False)
     async with running_daemon(config) as daemon:
-        await wait_for(lambda: entry(daemon, hidden.url) is not None, what="the listed relay planned")
-        await wait_for(
-            lambda: "non-public address" in ((entry(daemon, hidden.url) or {}).get("last_error") or ""),
-            what="the address policy's refusal",
-        )
+
+        def unusable() -> dict[str, str]:
+            return daemon.relays_report()["discovery"]["authors"][pubkey_of(FRIEND)].get("unusable", {})
+
+        await wait_for(lambda: hidden.url in unusable(), what="the address policy's refusal")
+        assert "non-public address" in unusable()[hidden.url]
+        await wait_for(lambda: entry(daemon, hidden.url) is None, what="the refused relay's worker stopped")
         assert event_id(secret) not in stored_ids(daemon)
 
 
