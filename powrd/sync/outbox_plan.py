@@ -14,6 +14,7 @@ for every configured author anyway.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Collection, Mapping, Sequence
 
 # Write relays of one list considered at all: bounds the planner's work per author.
@@ -52,20 +53,28 @@ def choose_outbox_relays(
             if url not in configured:
                 listing.setdefault(url, set()).add(author)
     covered = {author for author, n in need.items() if n < per_author}
+
+    def gain(url: str) -> tuple[int, int]:
+        wanting = [a for a in listing[url] if need[a] > 0]
+        return sum(1 for a in wanting if a not in covered), len(wanting)
+
+    # Lazy greedy: a relay's gain only ever shrinks as authors get covered, so a gain
+    # computed earlier is an upper bound. The heap's top is recomputed; if it still
+    # matches, no other relay can beat it (ties go to the smallest URL either way).
+    heap = [(-g[0], -g[1], url) for url in listing for g in [gain(url)] if g[1]]
+    heapq.heapify(heap)
     chosen: dict[str, frozenset[str]] = {}
-    while len(chosen) < max_relays and listing:
-        best_url, best_gain = "", (0, 0)
-        for url, authors in listing.items():
-            wanting = [a for a in authors if need[a] > 0]
-            gain = (sum(1 for a in wanting if a not in covered), len(wanting))
-            # Ties go to the smallest URL: the same lists always give the same plan.
-            if gain > best_gain or (gain == best_gain and gain[1] and url < best_url):
-                best_url, best_gain = url, gain
-        if best_gain[1] == 0:
-            break
-        served_here = frozenset(a for a in listing.pop(best_url) if need[a] > 0)
+    while len(chosen) < max_relays and heap:
+        stored_uncovered, stored_wanting, url = heapq.heappop(heap)
+        fresh = gain(url)
+        if fresh[1] == 0:
+            continue
+        if (-fresh[0], -fresh[1]) != (stored_uncovered, stored_wanting):
+            heapq.heappush(heap, (-fresh[0], -fresh[1], url))
+            continue
+        served_here = frozenset(a for a in listing[url] if need[a] > 0)
         for author in served_here:
             need[author] -= 1
             covered.add(author)
-        chosen[best_url] = served_here
+        chosen[url] = served_here
     return chosen

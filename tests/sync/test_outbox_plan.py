@@ -78,3 +78,41 @@ def test_plan_bounds_and_coverage(lists: dict[str, list[str]], per_author: int, 
         for a, urls in lists.items():
             if set(urls) - configured and not set(urls) & configured:
                 assert any(a in s for s in chosen.values())
+
+
+def plain_greedy(lists: dict[str, list[str]], per_author: int, max_relays: int, configured: set[str]) -> dict[str, frozenset[str]]:
+    """The greedy choice spelled out: recompute every relay's gain each round."""
+    need, listing = {}, {}
+    for a, urls in lists.items():
+        candidates = list(dict.fromkeys(urls))[:20]
+        need[a] = max(0, per_author - sum(u in configured for u in candidates))
+        if need[a]:
+            for u in candidates:
+                if u not in configured:
+                    listing.setdefault(u, set()).add(a)
+    covered = {a for a, n in need.items() if n < per_author}
+    chosen: dict[str, frozenset[str]] = {}
+    while len(chosen) < max_relays:
+        best = min(
+            ((-sum(a not in covered for a in w), -len(w), u) for u, s in listing.items() if u not in chosen
+             for w in [[a for a in s if need[a] > 0]] if w),
+            default=None,
+        )
+        if best is None:
+            break
+        url = best[2]
+        chosen[url] = frozenset(a for a in listing[url] if need[a] > 0)
+        for a in chosen[url]:
+            need[a] -= 1
+            covered.add(a)
+    return chosen
+
+
+@settings(max_examples=200)
+@given(lists_strategy, st.integers(1, 4), st.integers(0, 20), st.sets(st.integers(0, 30).map(lambda n: f"wss://r{n}"), max_size=3))
+def test_lazy_greedy_chooses_what_plain_greedy_chooses(
+    lists: dict[str, list[str]], per_author: int, max_relays: int, configured: set[str]
+) -> None:
+    assert choose_outbox_relays(
+        lists, per_author=per_author, max_relays=max_relays, already_read=configured
+    ) == plain_greedy(lists, per_author, max_relays, configured)
