@@ -847,3 +847,23 @@ def test_relay_urls_are_validated_and_normalization_is_stable(in_tmp: Path, url:
     assert not urlsplit(normalized).path.endswith("/")
     assert urlsplit(normalized).hostname
     assert load_text(f"[[relays]]\nurl = {_toml_value(normalized)}\n").relays[0].url == normalized
+
+
+def test_public_library_and_outbox_keys(in_tmp: Path) -> None:
+    config = load_text(
+        '[sync]\npublic_kinds = []\noutbox = false\nindex_relays = ["wss://Index.Example/"]\n'
+        "outbox_relays_per_author = 2\nmax_discovered_relays = 0\n"
+    )
+    sync = config.sync
+    assert (sync.public_kinds, sync.outbox, sync.index_relays) == ((), False, ("wss://index.example",))
+    assert (sync.outbox_relays_per_author, sync.max_discovered_relays) == (2, 0)
+    assert error_for("[sync]\npublic_kinds = [33401, 1301]\n").startswith(
+        "powrd.toml: sync.public_kinds[1]: 1301 is a workout record kind; strangers' records are never synced"
+    )
+    assert error_for('[sync]\nindex_relays = ["wss://a.example", "wss://A.example/"]\n') == (
+        "powrd.toml: sync.index_relays[1]: duplicate of sync.index_relays[0] (wss://a.example)"
+    )
+    assert "sync.index_relays[0]: expected a ws:// or wss:// URL" in error_for('[sync]\nindex_relays = ["https://x"]\n')
+    assert "sync.outbox_relays_per_author: expected an integer >= 1" in error_for(
+        "[sync]\noutbox_relays_per_author = 0\n"
+    )
