@@ -170,15 +170,18 @@ class Discovery:
         )
         for url, authors in chosen.items():
             scopes = tuple(plan(tuple(sorted(authors)), sync.kinds, sync.max_authors_per_filter))
-            if url in targets:  # an index relay the plan also reads for some authors
-                scopes = targets[url].scopes + scopes
-            targets[url] = Target(url, True, False, scopes, NIP65, authors)
+            known = targets.get(url)
+            if known is None:
+                targets[url] = Target(url, True, False, scopes, NIP65, authors)
+            else:  # an index or write-only configured relay, now also read for these authors
+                scopes = known.scopes + scopes
+                targets[url] = Target(url, True, known.write, scopes, known.source, authors)
         if identity is not None:
             for url in self.write_relays(identity)[:MAX_OWN_WRITE_RELAYS]:
                 known = targets.get(url)
                 if known is None:
                     targets[url] = Target(url, False, True, (), NIP65)
-                elif not known.write:
+                elif not known.write and known.source != CONFIG:  # write = false wins
                     targets[url] = Target(
                         url, known.read, True, known.scopes, known.source, known.authors
                     )

@@ -68,6 +68,15 @@ def test_lists_become_targets_with_their_sources_and_authors() -> None:
     assert report["authors"][pubkey_of(AUTHORS[2])] == {"relay_list": None, "read_from": 0}
 
 
+def test_a_listed_write_only_configured_relay_is_read_for_the_author_and_still_written() -> None:
+    found = discovery()
+    author = pubkey_of(AUTHORS[0])
+    found.update_lists([listing(AUTHORS[0], ["wss://writeonly.example"])], [author])
+    target = found.targets(config(), None)["wss://writeonly.example"]
+    assert (target.read, target.write, target.source, target.authors) == (True, True, "config", {author})
+    assert {k for s in target.scopes for k in s.filter.kinds or ()} == {33401, 33402, 1301}
+
+
 def test_outbox_off_reads_only_the_config() -> None:
     found = discovery()
     found.update_lists([listing(AUTHORS[0], ["wss://shared.example"])], [pubkey_of(AUTHORS[0])])
