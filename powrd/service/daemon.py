@@ -327,12 +327,16 @@ class Daemon:
     def identity_pubkey(self) -> str | None:
         return self.keys.public_key().to_hex() if self.keys is not None else None
 
-    def relays_report(self) -> dict[str, Any]:
-        """``relays.list``: every connection with its source, and what discovery decided."""
-        relays = [
+    def relay_entries(self) -> list[dict[str, Any]]:
+        """Every connection's status with its source (and authors, when discovered)."""
+        return [
             {**worker.status.as_dict(), **target_fields(self.relay_targets.get(url))}
             for url, (worker, _) in self.workers.items()
         ]
+
+    def relays_report(self) -> dict[str, Any]:
+        """``relays.list``: every connection with its source, and what discovery decided."""
+        relays = self.relay_entries()
         authors = list(self.config.sync.authors)
         identity = self.identity_pubkey()
         if identity is not None and identity not in authors:
@@ -443,7 +447,7 @@ class Daemon:
             "state": self.state,
             "uptime_s": round(time.monotonic() - self.started_at, 3),
             "health": self.health(),
-            "relays": [w.status.as_dict() for w, _ in self.workers.values()],
+            "relays": self.relay_entries(),
             "counts": self.status_counts.get() if self.status_counts else {},
             "cache": self.cache.stats().as_dict(),
             "media": self.media.status() if self.media is not None else {"enabled": False},
