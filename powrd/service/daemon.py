@@ -9,7 +9,6 @@ commits → exit 0. SIGHUP reloads the relay list and authors.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
@@ -26,13 +25,11 @@ from powrd.config import Config, ConfigError, load_config
 from powrd.control.server import AlreadyRunning, ControlServer
 from powrd.identity import IdentityError, load_secret_key
 from powrd.library.cache import QueryCache, run_access_flusher
-from powrd.protocol.filters import Filter
-from powrd.protocol.relay_list import KIND_RELAY_LIST
 from powrd.protocol.validate import Policy
 from powrd.service import hardening, memory
 from powrd.service.counts import StatusCounts
 from powrd.service.notify import Notifier, watchdog_interval, watchdog_loop
-from powrd.store import fetchqueue, outbox, queries
+from powrd.store import fetchqueue, outbox
 from powrd.store import ingest as store_ingest
 from powrd.store.database import StoreError
 from powrd.store.ingest import BatchResult
@@ -49,10 +46,6 @@ log = structlog.get_logger("powrd.service")
 
 EXPIRY_SWEEP_SECONDS = 60.0
 STATUS_SECONDS = 10.0
-# How often discovered relays' health is looked at, and how long commits are gathered
-# before the stored relay lists are read again.
-DISCOVERY_TICK_SECONDS = 5.0
-DISCOVERY_SETTLE_SECONDS = 0.2
 
 
 class StartupError(Exception):
@@ -172,7 +165,15 @@ class Daemon:
         if self.config.media.enabled:
             self._spawn(self.media.run(), "media")
         self._spawn(self._report_status(), "status")
-        self._spawn(self._follow_relay_lists(), "discovery")
+        self._spawn(
+            self.discovery.follow(
+                self._lists_changed,
+                self._read_relay_lists,
+                lambda: {u: w.status for u, (w, _) in self.workers.items() if self._learned(u)},
+                lambda: self._apply_relays(self.config),
+            ),
+            "discovery",
+        )
         log.info(
             "powrd running",
             version=__version__,
@@ -277,39 +278,16 @@ class Daemon:
             self.store.writer.submit(lambda c: [outbox.add_relay(c, u) for u in added_write])
 
     def _read_relay_lists(self) -> bool:
-        """Read the newest stored relay list of each author; True when any changed."""
+        """Read the stored relay lists of the authors and the identity; True on a change."""
         if self.store is None or not self.config.sync.outbox:
             return False
-        authors = set(self.config.sync.authors)
         identity = self.identity_pubkey()
-        if identity is not None:
-            authors.add(identity)
-        if not authors:
-            return False
-        flt = Filter(authors=frozenset(authors), kinds=frozenset((KIND_RELAY_LIST,)))
-        raw = queries.query_events(self.store.reader(), flt, max_limit=len(authors) + 1)
-        return self.discovery.update_lists(raw, authors)
+        authors = set(self.config.sync.authors) | ({identity} if identity else set())
+        return self.discovery.read_lists(self.store.reader(), authors)
 
-    async def _follow_relay_lists(self) -> None:
-        """Re-plan when a stored relay list changes or a discovered relay keeps failing."""
-        while True:
-            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
-            # that arrives as the event is set, and stop() would wait for ever.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(DISCOVERY_TICK_SECONDS):
-                    await self._lists_changed.wait()
-            if self._lists_changed.is_set():
-                await asyncio.sleep(DISCOVERY_SETTLE_SECONDS)  # gather a backfill's commits
-                self._lists_changed.clear()
-            changed = self._read_relay_lists()
-            learned = {
-                url: worker.status
-                for url, (worker, _) in self.workers.items()
-                if self.relay_targets.get(url) is not None
-                and self.relay_targets[url].source == "nip65"
-            }
-            if self.discovery.observe(learned) or changed:
-                self._apply_relays(self.config)
+    def _learned(self, url: str) -> bool:
+        target = self.relay_targets.get(url)
+        return target is not None and target.source == "nip65"
 
     async def _pin_learned(self, url: str) -> Pinned:
         """The address policy for a relay learned from a list; a refusal re-plans at once."""

@@ -11,15 +11,21 @@ that keeps failing is dropped for a while, with the reason shown in ``relays.lis
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import apsw
+
 from powrd.config import Config
 from powrd.protocol.event import loads
+from powrd.protocol.filters import Filter
 from powrd.protocol.relay_list import KIND_RELAY_LIST, RelayList, parse_relay_list
+from powrd.store import queries
 from powrd.sync.address import AddressPolicy, AddressRefused
 from powrd.sync.outbox_plan import choose_outbox_relays
 from powrd.sync.plan import Scope, plan, public_scope
@@ -34,6 +40,10 @@ MAX_OWN_WRITE_RELAYS = 8
 MAX_AUTHORS_SHOWN = 100
 # Refused URLs remembered (until a reload): past this, refusals are simply found again.
 MAX_REFUSED = 10_000
+# How often discovered relays' health is looked at, and how long commits are gathered
+# before the stored relay lists are read again.
+TICK_SECONDS = 5.0
+SETTLE_SECONDS = 0.2
 
 CONFIG = "config"
 INDEX = "index"
@@ -90,6 +100,16 @@ class Discovery:
     _health: dict[str, _Health] = field(default_factory=dict)
 
     # -- relay lists --------------------------------------------------------------
+
+    def read_lists(self, reader: apsw.Connection, authors: Collection[str]) -> bool:
+        """Take the newest stored list of each of ``authors``; True when any changed."""
+        if not authors:
+            changed = bool(self.lists)
+            self.lists = {}
+            return changed
+        flt = Filter(authors=frozenset(authors), kinds=frozenset((KIND_RELAY_LIST,)))
+        raw = queries.query_events(reader, flt, max_limit=len(authors) + 1)
+        return self.update_lists(raw, authors)
 
     def update_lists(self, raw_events: Iterable[str], authors: Iterable[str]) -> bool:
         """Take the newest stored list of each of ``authors``; True when any changed."""
@@ -186,6 +206,30 @@ class Discovery:
                         url, known.read, True, known.scopes, known.source, known.authors
                     )
         return targets
+
+    # -- the running task ---------------------------------------------------------
+
+    async def follow(
+        self,
+        wake: asyncio.Event,
+        read_lists: Callable[[], bool],
+        learned: Callable[[], Mapping[str, RelayStatus]],
+        replan: Callable[[], None],
+    ) -> None:
+        """Re-plan when stored lists change (``wake`` is set on commits) or a
+        discovered relay keeps failing; run as a task, cancel to stop."""
+        while True:
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+            # that arrives as the event is set, and the daemon's stop would wait for ever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TICK_SECONDS):
+                    await wake.wait()
+            if wake.is_set():
+                await asyncio.sleep(SETTLE_SECONDS)  # gather a backfill's commits
+                wake.clear()
+            changed = read_lists()
+            if self.observe(learned()) or changed:
+                replan()
 
     # -- health -------------------------------------------------------------------
 
