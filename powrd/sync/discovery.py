@@ -112,7 +112,8 @@ class Discovery:
         return self.update_lists(raw, authors)
 
     def update_lists(self, raw_events: Iterable[str], authors: Iterable[str]) -> bool:
-        """Take the newest stored list of each of ``authors``; True when any changed."""
+        """Keep the newest of ``raw_events`` per author of ``authors`` (a list already
+        parsed is not parsed again); True when any author's list changed."""
         wanted = set(authors)
         fresh: dict[str, _AuthorList] = {}
         for raw in raw_events:
@@ -130,7 +131,7 @@ class Discovery:
                 fresh[author] = _AuthorList(
                     event["created_at"], event["id"], parse_relay_list(event.get("tags", []))
                 )
-        changed = {a: (x.event_id) for a, x in fresh.items()} != {
+        changed = {a: x.event_id for a, x in fresh.items()} != {
             a: x.event_id for a, x in self.lists.items()
         }
         self.lists = fresh
