@@ -40,6 +40,8 @@ MAX_OWN_WRITE_RELAYS = 8
 MAX_AUTHORS_SHOWN = 100
 # Refused URLs remembered (until a reload): past this, refusals are simply found again.
 MAX_REFUSED = 10_000
+# Author groups (checkpoint scopes) per discovered relay before they are merged again.
+MAX_GROUPS_PER_RELAY = 4
 # How often discovered relays' health is looked at, and how long commits are gathered
 # before the stored relay lists are read again.
 TICK_SECONDS = 5.0
@@ -98,6 +100,8 @@ class Discovery:
     dropped: dict[str, _Dropped] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
     _health: dict[str, _Health] = field(default_factory=dict)
+    # Discovered relay -> the author groups it is read for, each its own checkpoint scope.
+    _groups: dict[str, list[frozenset[str]]] = field(default_factory=dict)
 
     # -- relay lists --------------------------------------------------------------
 
@@ -190,13 +194,15 @@ class Discovery:
             already_read=already_read,
         )
         for url, authors in chosen.items():
-            scopes = tuple(plan(tuple(sorted(authors)), sync.kinds, sync.max_authors_per_filter))
+            scopes = self._scopes(url, authors, sync.kinds, sync.max_authors_per_filter)
             known = targets.get(url)
             if known is None:
                 targets[url] = Target(url, True, False, scopes, NIP65, authors)
             else:  # an index or write-only configured relay, now also read for these authors
                 scopes = known.scopes + scopes
                 targets[url] = Target(url, True, known.write, scopes, known.source, authors)
+        for url in [u for u in self._groups if u not in chosen]:
+            del self._groups[url]
         if identity is not None:
             for url in self.write_relays(identity)[:MAX_OWN_WRITE_RELAYS]:
                 known = targets.get(url)
@@ -207,6 +213,29 @@ class Discovery:
                         url, known.read, True, known.scopes, known.source, known.authors
                     )
         return targets
+
+    def _scopes(
+        self, url: str, authors: frozenset[str], kinds: tuple[int, ...], per_filter: int
+    ) -> tuple[Scope, ...]:
+        """Scopes for ``authors`` on one discovered relay, keeping earlier groups.
+
+        A scope's checkpoint is keyed by its authors, so one scope for the whole set
+        would send every author back to the beginning whenever one joins. Instead a
+        group that is still wholly served keeps its scope (and checkpoint), and the
+        newcomers form a group of their own; past MAX_GROUPS_PER_RELAY groups they are
+        merged again (one fresh backfill) to keep the REQs per relay few.
+        """
+        kept = [g for g in self._groups.get(url, []) if g <= authors]
+        newcomers = authors.difference(*kept)
+        groups = kept + ([frozenset(newcomers)] if newcomers else [])
+        if len(groups) > MAX_GROUPS_PER_RELAY:
+            groups = [authors]
+        self._groups[url] = groups
+        return tuple(
+            scope
+            for group in groups
+            for scope in plan(tuple(sorted(group)), kinds, per_filter)
+        )
 
     # -- the running task ---------------------------------------------------------
 

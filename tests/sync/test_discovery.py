@@ -124,3 +124,30 @@ def test_a_relay_failing_three_times_in_a_row_is_dropped_then_tried_again() -> N
     clock.now += 1801
     assert found.observe({})
     assert found.write_relays(author) == ["wss://flaky.example", "wss://dead.example"]
+
+
+def test_an_author_joining_a_relay_keeps_the_others_checkpoint_scope() -> None:
+    found = discovery()
+    everyone = [pubkey_of(k) for k in AUTHORS]
+    shared = "wss://shared.example"
+    found.update_lists([listing(k, [shared]) for k in AUTHORS[:2]], everyone)
+    (before,) = found.targets(config(), None)[shared].scopes
+    found.update_lists([listing(k, [shared]) for k in AUTHORS], everyone)
+    after = found.targets(config(), None)[shared].scopes
+    assert after[0] == before  # same authors, same key: the checkpoint stays
+    assert after[1].filter.authors == {pubkey_of(AUTHORS[2])}
+    # An author leaving ends their group; the rest keep theirs.
+    found.update_lists([listing(k, [shared]) for k in AUTHORS[:2]], everyone)
+    assert found.targets(config(), None)[shared].scopes == (before,)
+
+
+def test_groups_are_merged_past_the_cap() -> None:
+    keys = [keys_for("discovery-groups", n) for n in range(8)]
+    everyone = [pubkey_of(k) for k in keys]
+    cfg = dataclasses.replace(config(), sync=dataclasses.replace(config().sync, authors=tuple(everyone)))
+    found = discovery()
+    for n in range(1, 8):
+        found.update_lists([listing(k, ["wss://shared.example"]) for k in keys[:n]], everyone)
+        scopes = found.targets(cfg, None)["wss://shared.example"].scopes
+        assert len(scopes) <= 4
+        assert set().union(*(s.filter.authors or () for s in scopes)) == set(everyone[:n])
