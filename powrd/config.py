@@ -56,6 +56,7 @@ DEFAULT_DATABASE_NAME = "powrd.db"
 DEFAULT_SOCKET_NAME = "powrd.sock"
 SYSTEMD_SOCKET_NAME = "control.sock"
 DEFAULT_KINDS = (33401, 33402, 1301, 30003)
+RECORD_KINDS = (1301, 33403)
 MAX_KIND = 65535
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
@@ -120,6 +121,11 @@ class SyncConfig:
     queue_max_events: Positive = 10000
     compression: bool = False
     allow_private_relays: bool = False
+    public_kinds: Annotated[tuple[int, ...], _public_kinds] = ()
+    outbox: bool = True
+    index_relays: Annotated[tuple[str, ...], _relay_urls] = ()
+    outbox_relays_per_author: Positive = 3
+    max_discovered_relays: NonNegative = 50
 
 
 @dataclass(frozen=True)
@@ -426,6 +432,31 @@ def _kinds(source: _Source, key: str, value: Any) -> tuple[int, ...]:
             source.fail(f"{key}[{index}]: duplicate of {key}[{kinds.index(kind)}] ({kind})")
         kinds.append(kind)
     return tuple(kinds)
+
+
+def _public_kinds(source: _Source, key: str, value: Any) -> tuple[int, ...]:
+    if value == []:
+        return ()
+    kinds = _kinds(source, key, value)
+    for index, kind in enumerate(kinds):
+        if kind in RECORD_KINDS:
+            source.fail(
+                f"{key}[{index}]: {kind} is a workout record kind; strangers' records are never "
+                "synced: list the people whose records you want in sync.authors"
+            )
+    return kinds
+
+
+def _relay_urls(source: _Source, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        source.expected(key, "an array of ws:// or wss:// URLs", value)
+    urls: list[str] = []
+    for index, item in enumerate(value):
+        url = _relay_url(source, f"{key}[{index}]", item)
+        if url in urls:
+            source.fail(f"{key}[{index}]: duplicate of {key}[{urls.index(url)}] ({url})")
+        urls.append(url)
+    return tuple(urls)
 
 
 def _media_types(source: _Source, key: str, value: Any) -> tuple[str, ...]:

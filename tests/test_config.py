@@ -161,6 +161,12 @@ def test_shipped_config_loads_and_lists_every_key_with_its_default() -> None:
     assert config.relay_urls(read=True) == ("wss://relay.damus.io", "wss://nos.lol")
     assert config.relay_urls(write=True) == ("wss://relay.damus.io", "wss://nos.lol")
     defaults = Config.defaults({})
+    # The one deliberate difference: the shipped file turns the public library on.
+    assert config.sync.public_kinds == (33401, 33402)
+    assert defaults.sync.public_kinds == ()
+    config = dataclasses.replace(
+        config, sync=dataclasses.replace(config.sync, public_kinds=defaults.sync.public_kinds)
+    )
     for name in SECTIONS:
         assert getattr(config, name) == getattr(defaults, name), name
     document = tomllib.loads(SHIPPED.read_text())
@@ -935,3 +941,23 @@ def test_a_retired_key_is_accepted_and_reported(in_tmp: Path) -> None:
     assert config.ignored_keys == ("store.batch_max_events",)
     assert config.store == StoreConfig(rejected_log_max=5)
     assert load_text("[store]\nrejected_log_max = 5\n").ignored_keys == ()
+
+
+def test_public_library_and_outbox_keys(in_tmp: Path) -> None:
+    config = load_text(
+        '[sync]\npublic_kinds = []\noutbox = false\nindex_relays = ["wss://Index.Example/"]\n'
+        "outbox_relays_per_author = 2\nmax_discovered_relays = 0\n"
+    )
+    sync = config.sync
+    assert (sync.public_kinds, sync.outbox, sync.index_relays) == ((), False, ("wss://index.example",))
+    assert (sync.outbox_relays_per_author, sync.max_discovered_relays) == (2, 0)
+    assert error_for("[sync]\npublic_kinds = [33401, 1301]\n").startswith(
+        "powrd.toml: sync.public_kinds[1]: 1301 is a workout record kind; strangers' records are never synced"
+    )
+    assert error_for('[sync]\nindex_relays = ["wss://a.example", "wss://A.example/"]\n') == (
+        "powrd.toml: sync.index_relays[1]: duplicate of sync.index_relays[0] (wss://a.example)"
+    )
+    assert "sync.index_relays[0]: expected a ws:// or wss:// URL" in error_for('[sync]\nindex_relays = ["https://x"]\n')
+    assert "sync.outbox_relays_per_author: expected an integer >= 1" in error_for(
+        "[sync]\noutbox_relays_per_author = 0\n"
+    )

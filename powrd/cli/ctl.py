@@ -165,6 +165,11 @@ def _status(conn: Connection, args: argparse.Namespace) -> str:
 
 
 def _relays(conn: Connection, args: argparse.Namespace) -> str:
+    if args.action == "publish-list":
+        result = conn.call("relays.publish_list")
+        return _shown(
+            args, result, lambda r: f"published relay list {r['id']} naming {r['relays']} relays"
+        )
     return _shown(args, conn.call("relays.list"), lambda r: render.relays(r["relays"]))
 
 
@@ -178,7 +183,7 @@ def _filters(args: argparse.Namespace, *names: str) -> dict[str, Any]:
 
 
 def _exercises(conn: Connection, args: argparse.Namespace) -> str:
-    params = _filters(args, "author", "search", "equipment", "tag", "limit")
+    params = _filters(args, "author", "search", "equipment", "tag", "limit", "scope")
     result = conn.call("library.exercises", params)
     return _shown(args, result, lambda r: render.exercises(r["exercises"]))
 
@@ -309,10 +314,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help=f"seconds to wait for an answer (default {DEFAULT_TIMEOUT_SECONDS:g})")
 
 
-def _watch(parser: argparse.ArgumentParser) -> None:
+def _watch(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--watch", nargs="?", type=_interval, const=DEFAULT_WATCH_SECONDS,
                         metavar="SECONDS",
                         help="redraw every SECONDS (default %(const)g) until Ctrl-C")
+    return parser
 
 
 def _interval(text: str) -> float:
@@ -355,7 +361,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     call.add_argument("method", help="e.g. status, events.query, library.template")
     call.add_argument("params", nargs="?", help='named params as a JSON object, e.g. {"filter":{}}')
     _watch(add("status", _status, "version, state, health, relays and counts"))
-    _watch(add("relays", _relays, "each relay's connection state and counters"))
+    _watch(add("relays", _relays, "each relay's connection state and counters")).add_argument(
+        "action", nargs="?", choices=("publish-list",),
+        help="publish-list: sign and publish your NIP-65 relay list from [[relays]]",
+    )
     template = add("template", _template, "a workout template with its exercises resolved")
     template.add_argument("coordinate", help="33402:<pubkey hex>:<d>")
     _library_commands(add)
@@ -392,6 +401,9 @@ def _library_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     exercises.add_argument("--equipment", help="barbell, dumbbell, bodyweight, machine, cardio")
     exercises.add_argument("--tag", help="a hashtag (t tag)")
     exercises.add_argument("--limit", type=int)
+    exercises.add_argument(
+        "--scope", choices=("all", "mine", "public"), help="your authors', others', or both"
+    )
     records = add("records", _records, "workout records with their sets, newest first")
     records.add_argument("--author", help="npub or hex public key")
     records.add_argument("--since", type=_unix_seconds, help="unix seconds or a UTC date")

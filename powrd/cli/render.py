@@ -251,12 +251,19 @@ def relays(entries: Sequence[Mapping[str, Any]]) -> str:
         (r.get("url"), _read_write(r), r.get("state"), r.get("connects"), r.get("events_received"),
          r.get("events_stored"), r.get("events_rejected"),
          _backfill_cell(r), clip(r.get("last_error")),
-         _retry(r.get("next_retry_s")))
+         _retry(r.get("next_retry_s")), _source(r))
         for r in entries
     ]
     headers = ("RELAY", "MODE", "STATE", "CONNECTS", "RECEIVED", "STORED", "REJECTED",
-               "BACKFILL", "LAST ERROR", "NEXT RETRY")
+               "BACKFILL", "LAST ERROR", "NEXT RETRY", "SOURCE")
     return table(headers, rows)
+
+
+def _source(relay: Mapping[str, Any]) -> str:
+    """config, index, or nip65 with the number of authors the relay is read for."""
+    source = str(relay.get("source") or "config")
+    count = relay.get("author_count")
+    return f"{source} ({count} authors)" if count else source
 
 
 def _read_write(relay: Mapping[str, Any]) -> str:

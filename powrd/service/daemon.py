@@ -37,9 +37,10 @@ from powrd.store import ingest as store_ingest
 from powrd.store.database import StoreError
 from powrd.store.ingest import BatchResult
 from powrd.store.store import Store
+from powrd.sync.address import AddressPolicy, AddressRefused, Pinned
+from powrd.sync.discovery import Discovery, Target, target_fields
 from powrd.sync.media import MediaFetcher, MediaSettings
 from powrd.sync.pipeline import Pipeline
-from powrd.sync.plan import plan
 from powrd.sync.publisher import Publisher, RelayDelivery
 from powrd.sync.relay import RelayWorker
 from powrd.sync.resolver import Resolver
@@ -82,6 +83,11 @@ class Daemon:
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
         self.commit_listeners: list[Any] = []
+        self.discovery = Discovery(
+            AddressPolicy(("ws", "wss"), allow_private=config.sync.allow_private_relays)
+        )
+        self.relay_targets: dict[str, Target] = {}
+        self._lists_changed = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -111,8 +117,9 @@ class Daemon:
         await self.store.writer.run(outbox.release_sent)
         await self.store.writer.run(fetchqueue.release_in_flight)
         self.publisher = Publisher(
-            self.pipeline, self.keys, lambda: list(self.config.relay_urls(write=True))
+            self.pipeline, self.keys, lambda: [u for u, t in self.relay_targets.items() if t.write]
         )
+        self.commit_listeners.append(self._maybe_lists_changed)
         if self.config.resolver.enabled:
             self.resolver = Resolver(
                 self.pipeline,
@@ -140,6 +147,7 @@ class Daemon:
             ) from None
         # No await between the control socket opening and the workers existing: a
         # status asked at once already lists every configured relay.
+        self._read_relay_lists()
         self._apply_relays(self.config)
         await self._start_local_relay()
         self.state = "running"
@@ -154,6 +162,15 @@ class Daemon:
         if self.config.media.enabled:
             self._spawn(self.media.run(), "media")
         self._spawn(self._report_status(), "status")
+        self._spawn(
+            self.discovery.follow(
+                self._lists_changed,
+                self._read_relay_lists,
+                lambda: {u: w.status for u, (w, _) in self.workers.items() if self._learned(u)},
+                lambda: self._apply_relays(self.config),
+            ),
+            "discovery",
+        )
         log.info(
             "powrd running",
             version=__version__,
@@ -226,16 +243,17 @@ class Daemon:
     def _apply_relays(self, config: Config) -> None:
         """Start, stop or restart relay workers so they match ``config``."""
         assert self.pipeline is not None
-        scopes = plan(config.sync.authors, config.sync.kinds, config.sync.max_authors_per_filter)
         settings = config.sync
-        wanted = {relay.url: relay for relay in config.relays}
+        wanted = self.discovery.targets(config, self.identity_pubkey())
+        old_write = {url for url, target in self.relay_targets.items() if target.write}
+        self.relay_targets = wanted
         for url in list(self.workers):
             worker, task = self.workers[url]
             relay = wanted.get(url)
             if (
                 relay is None
                 or (relay.read, relay.write) != (worker.status.read, worker.status.write)
-                or (relay.read and worker.scopes != scopes)
+                or (relay.read and worker.scopes != list(relay.scopes))
                 or worker.settings != settings
             ):
                 task.cancel()
@@ -255,7 +273,7 @@ class Daemon:
                 deliveries[url] = delivery
             worker = RelayWorker(
                 url,
-                scopes,
+                list(relay.scopes),
                 self.pipeline,
                 settings,
                 keys=self.keys,
@@ -263,8 +281,58 @@ class Daemon:
                 write=relay.write,
                 delivery=delivery,
                 on_backfill_complete=self._backfill_complete,
+                pin=self._pin_learned if relay.source == "nip65" else None,
             )
             self.workers[url] = (worker, asyncio.create_task(worker.run(), name=f"relay {url}"))
+        # A write relay learned from the identity's own list is owed what is still unsent.
+        added_write = [u for u, t in wanted.items() if t.write and t.source != "config"]
+        added_write = [u for u in added_write if u not in old_write]
+        if added_write and self.store is not None:
+            self.store.writer.submit(lambda c: [outbox.add_relay(c, u) for u in added_write])
+
+    def _read_relay_lists(self) -> bool:
+        """Read the stored relay lists of the authors and the identity; True on a change."""
+        if self.store is None or not self.config.sync.outbox:
+            return False
+        identity = self.identity_pubkey()
+        authors = set(self.config.sync.authors) | ({identity} if identity else set())
+        return self.discovery.read_lists(self.store.reader(), authors)
+
+    def _learned(self, url: str) -> bool:
+        target = self.relay_targets.get(url)
+        return target is not None and target.source == "nip65"
+
+    async def _pin_learned(self, url: str) -> Pinned:
+        """The address policy for a relay learned from a list; a refusal re-plans at once."""
+        try:
+            return await self.discovery.policy.pin(url)
+        except AddressRefused as error:
+            self.discovery.refuse(url, str(error))
+            self._lists_changed.set()
+            raise
+
+    def _maybe_lists_changed(self, batch: BatchResult) -> None:
+        if batch.stored:
+            self._lists_changed.set()
+
+    def identity_pubkey(self) -> str | None:
+        return self.keys.public_key().to_hex() if self.keys is not None else None
+
+    def relay_entries(self) -> list[dict[str, Any]]:
+        """Every connection's status with its source (and authors, when discovered)."""
+        return [
+            {**worker.status.as_dict(), **target_fields(self.relay_targets.get(url))}
+            for url, (worker, _) in self.workers.items()
+        ]
+
+    def relays_report(self) -> dict[str, Any]:
+        """``relays.list``: every connection with its source, and what discovery decided."""
+        relays = self.relay_entries()
+        authors = list(self.config.sync.authors)
+        identity = self.identity_pubkey()
+        if identity is not None and identity not in authors:
+            authors.append(identity)
+        return {"relays": relays, "discovery": self.discovery.report(self.relay_targets, authors)}
 
     def reload(self) -> None:
         """SIGHUP: re-read the config file; relays and authors change without a restart.
@@ -297,6 +365,9 @@ class Daemon:
         self.config = kept
         if self.resolver is not None:
             self.resolver.policy.allow_private = kept.sync.allow_private_relays
+        self.discovery.policy.allow_private = kept.sync.allow_private_relays
+        self.discovery.refused.clear()
+        self._read_relay_lists()
         self._apply_relays(kept)
         added_write = [u for u in kept.relay_urls(write=True) if u not in old_write]
         if added_write and self.store is not None:
@@ -354,7 +425,7 @@ class Daemon:
         problems: list[str] = []
         if not self.config.relays:
             problems.append("no relays configured")
-        if not self.config.sync.authors:
+        if not self.config.sync.authors and not self.config.sync.public_kinds:
             problems.append("no authors configured: nothing to sync")
         for worker, _ in self.workers.values():
             status = worker.status
@@ -380,7 +451,7 @@ class Daemon:
             "state": self.state,
             "uptime_s": round(time.monotonic() - self.started_at, 3),
             "health": self.health(),
-            "relays": [w.status.as_dict() for w, _ in self.workers.values()],
+            "relays": self.relay_entries(),
             "counts": self.status_counts.get() if self.status_counts else {},
             "cache": self.cache.stats().as_dict(),
             "media": self.media.status() if self.media is not None else {"enabled": False},

@@ -39,10 +39,15 @@ from powrd.service import request_limits
 from powrd.service.request_limits import MAX_LIBRARY_LIMIT
 from powrd.store import fetchqueue, library_queries, lists, outbox, queries
 from powrd.sync.media import MediaNotFound, media_chunks
+from powrd.sync.own_list import publish_relay_list
 from powrd.sync.publisher import PublishError
 
 if TYPE_CHECKING:
     from powrd.service.daemon import Daemon
+
+# library.exercises: the configured authors' (and identity's) own, everyone else's, or both.
+LIBRARY_SCOPES = ("all", "mine", "public")
+
 
 def _optional(params: dict[str, Any], name: str, kind: type) -> Any:
     value = params.get(name)
@@ -78,7 +83,17 @@ def _state_methods(daemon: Daemon, reader: Callable[[], Any]) -> dict[str, Handl
 
     async def relays_list(params: dict[str, Any]) -> Any:
         _only(params)
-        return {"relays": [w.status.as_dict() for w, _ in daemon.workers.values()]}
+        return daemon.relays_report()
+
+    async def relays_publish_list(params: dict[str, Any]) -> Any:
+        _only(params)
+        if daemon.publisher is None:
+            raise MethodError(NOT_READY, "the daemon is still starting")
+        try:
+            event_id, count = await publish_relay_list(daemon.publisher, daemon.config)
+        except PublishError as error:
+            raise MethodError(PUBLISH_FAILED, str(error)) from None
+        return {"id": event_id, "relays": count}
 
     async def sync_now(params: dict[str, Any]) -> Any:
         _only(params)
@@ -105,6 +120,7 @@ def _state_methods(daemon: Daemon, reader: Callable[[], Any]) -> dict[str, Handl
     return {
         "status": status,
         "relays.list": relays_list,
+        "relays.publish_list": relays_publish_list,
         "sync.now": sync_now,
         "events.query": events_query,
         "fetch.list": fetch_list,
@@ -116,7 +132,11 @@ def _library_methods(daemon: Daemon, reader: Callable[[], Any]) -> dict[str, Han
     """The NIP-101e library, publishing and media."""
 
     async def library_exercises(params: dict[str, Any]) -> Any:
-        _only(params, "author", "search", "equipment", "tag", "limit")
+        _only(params, "author", "search", "equipment", "tag", "limit", "scope")
+        scope = _optional(params, "scope", str) or "all"
+        if scope not in LIBRARY_SCOPES:
+            raise InvalidParams(f"scope: expected one of {list(LIBRARY_SCOPES)}, found {scope!r}")
+        own = daemon.own_pubkeys()
         return {
             "exercises": library_queries.exercises(
                 reader(),
@@ -125,6 +145,8 @@ def _library_methods(daemon: Daemon, reader: Callable[[], Any]) -> dict[str, Han
                 equipment=_optional(params, "equipment", str),
                 tag=_optional(params, "tag", str),
                 limit=request_limits.limit(params, default=1000, maximum=MAX_LIBRARY_LIMIT),
+                among=own if scope == "mine" else None,
+                except_=own if scope == "public" else None,
             )
         }
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import apsw
@@ -100,6 +101,10 @@ def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
     return "WHERE " + " AND ".join(c for c, _ in chosen), [v for _, v in chosen]
 
 
+def _json_list(values: Collection[str] | None) -> str | None:
+    return None if values is None else json.dumps(sorted(values))
+
+
 def _references(conn: apsw.Connection, table: str, owner: str, seq: int) -> list[dict[str, Any]]:
     """The exercise references (template exercises or record sets) of one event, in order."""
     return [
@@ -121,7 +126,14 @@ def exercises(
     equipment: str | None = None,
     tag: str | None = None,
     limit: int = 1000,
+    among: Collection[str] | None = None,
+    except_: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
+    """Current exercise definitions, by title.
+
+    ``among``/``except_`` keep only / leave out these authors (the user's own library
+    versus the public one).
+    """
     escaped = None
     if search:
         escaped = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -130,6 +142,8 @@ def exercises(
         ("x.title LIKE ? ESCAPE '\\'", escaped),
         ("x.equipment = ?", equipment),
         ("EXISTS (SELECT 1 FROM json_each(x.hashtags) WHERE value = ?)", tag),
+        ("x.pubkey IN (SELECT value FROM json_each(?))", _json_list(among)),
+        ("x.pubkey NOT IN (SELECT value FROM json_each(?))", _json_list(except_)),
     )
     sql = (
         f"SELECT {_select(_EXERCISE)} FROM exercise_definitions x"  # noqa: S608

@@ -32,3 +32,11 @@ def plan(
     if not authors or not kinds:
         return []
     return [Scope(scope_key(f), f) for f in split_authors(authors, kinds, max_authors_per_filter)]
+
+
+def public_scope(kinds: tuple[int, ...]) -> list[Scope]:
+    """The public library: ``kinds`` from every author (no authors field), or nothing."""
+    if not kinds:
+        return []
+    flt = Filter(kinds=frozenset(kinds))
+    return [Scope(scope_key(flt), flt)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import nostr_sdk
@@ -29,6 +29,7 @@ from powrd.protocol import messages
 from powrd.protocol.session import Dropped, Notice, Output
 from powrd.store import checkpoints
 from powrd.sync import backoff
+from powrd.sync.address import AddressRefused, Pinned, UnresolvableHost
 from powrd.sync.auth import Authenticator
 from powrd.sync.backfill import ScopeSync, Subscriptions, Throttle
 from powrd.sync.commits import CommitQueue
@@ -94,8 +95,11 @@ class RelayWorker:
         on_backfill_complete: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        pin: Callable[[str], Awaitable[Pinned]] | None = None,
     ) -> None:
         self.on_backfill_complete = on_backfill_complete
+        # A learned URL (NIP-65) is checked and pinned by the address policy per attempt.
+        self.pin = pin
         self.url = url
         self.delivery = delivery if write else None
         self.scopes = scopes if read else []
@@ -157,14 +161,22 @@ class RelayWorker:
         self.status.connect_attempts += 1
         settings = self.settings
         try:
+            pinned = await self.pin(self.url) if self.pin is not None else None
             connection = await RelayConnection.open(
                 self.url,
                 max_frame_bytes=settings.max_frame_bytes,
                 queue_max=settings.queue_max_events,
                 compression=settings.compression,
                 monotonic=self.monotonic,
+                pinned=pinned,
             )
-        except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as error:
+        except (
+            OSError,
+            TimeoutError,
+            websockets.exceptions.WebSocketException,
+            AddressRefused,
+            UnresolvableHost,
+        ) as error:
             self.status.last_error = f"connect: {error}"
             raise ConnectionLost(str(error)) from None
         started = self.monotonic()

@@ -47,6 +47,7 @@ from powrd.protocol.session import (
     RelaySession,
     SubscriptionClosed,
 )
+from powrd.sync.address import Pinned
 from powrd.sync.connection import HARD_FRAME_CAP, connect_relay, receive_frames
 from powrd.sync.slices import TimeSlice
 from powrd.sync.waiting import wait_until_woken
@@ -145,13 +146,15 @@ class RelayConnection:
         queue_max: int,
         compression: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
+        pinned: Pinned | None = None,
     ) -> RelayConnection:
-        """Connect to ``url`` (powrd's limits, see :mod:`powrd.sync.connection`).
+        """Connect to ``url`` (powrd's limits, see :mod:`powrd.sync.connection`), or to
+        the address ``pinned`` was checked at (learned URLs, :mod:`powrd.sync.address`).
 
         Raises:
             OSError, TimeoutError, websockets.exceptions.WebSocketException: connecting failed.
         """
-        ws = await connect_relay(url, compression=compression)
+        ws = await connect_relay(url, compression=compression, pinned=pinned)
         session = RelaySession(max_frame_bytes=max_frame_bytes)
         return cls(url, ws, session, queue_max=queue_max, monotonic=monotonic)
 

@@ -30,11 +30,13 @@ def write_config(
     extra: str = "",
     secret_key_file: Path | None = None,
     allow_private_relays: bool = True,
+    outbox: bool = False,
 ) -> Path:
     """Write a fast-moving test config (short backoff and timeouts) and return its path.
 
     Relay hints may point at loopback relays (``allow_private_relays``) unless a test
-    says otherwise: every relay in the tests is on 127.0.0.1.
+    says otherwise: every relay in the tests is on 127.0.0.1. NIP-65 discovery is off
+    unless asked for (``outbox``), so a test sees only the subscriptions it set up.
     """
     lines = [
         "[store]", 'path = "powrd.db"',
@@ -48,6 +50,7 @@ def write_config(
         "min_reconnect_interval_seconds = 0.2",
         "eose_timeout_seconds = 5.0",
         f"allow_private_relays = {str(allow_private_relays).lower()}",
+        f"outbox = {str(outbox).lower()}",
         "[resolver]", "retry_min_seconds = 0.2", "retry_max_seconds = 2.0", "fetch_timeout_seconds = 5.0",
         "[publisher]", "retry_min_seconds = 0.2", "retry_max_seconds = 2.0", "ok_timeout_seconds = 5.0",
     ]
