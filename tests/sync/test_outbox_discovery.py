@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from powrd.service.methods import build_methods
-
 from powrd.store import outbox
 from tests.support.daemon import running_daemon, stored_ids, wait_for, write_config
 from tests.support.events import DEFAULT_CREATED_AT, keys_for, make_event, make_exercise, pubkey_of

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from powrd.service.methods import build_methods
-
 from powrd.protocol.event import loads
+from powrd.service.methods import build_methods
 from tests.support.daemon import running_daemon, stored_ids, wait_for, write_config
 from tests.support.events import (
     coordinate,
