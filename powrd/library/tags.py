@@ -86,28 +86,27 @@ class TagReader:
             self.warn(f"tag {name} appears {len(named)} times; used the first")
         return next((tag for tag in named if len(tag) > 1), named[0])
 
+    def _present(self, name: str, *, required: bool) -> Sequence[str] | None:
+        """:meth:`first`, noting a missing ``required`` tag."""
+        tag = self.first(name)
+        if tag is None and required:
+            self.warn(f"tag {name} is missing")
+        return tag
+
     def text(self, name: str, *, required: bool) -> str | None:
         """The value of a tag that should appear once, or None when it has none."""
-        tag = self.first(name)
-        if tag is None:
-            if required:
-                self.warn(f"tag {name} is missing")
-            return None
-        if len(tag) < 2:
+        tag = self._present(name, required=required)
+        if tag is not None and len(tag) < 2:
             self.warn(f"tag {name} has no value")
             return None
-        return tag[1]
+        return None if tag is None else tag[1]
 
     def values(self, name: str, *, required: bool) -> tuple[str, ...] | None:
         """Every element after the name of a list tag such as ``format``."""
-        tag = self.first(name)
-        if tag is None:
-            if required:
-                self.warn(f"tag {name} is missing")
-            return None
-        if len(tag) < 2:
+        tag = self._present(name, required=required)
+        if tag is not None and len(tag) < 2:
             self.warn(f"tag {name} has no values")
-        return tuple(tag[1:])
+        return None if tag is None else tuple(tag[1:])
 
     def has_address(self) -> bool:
         """Whether the event has a ``d`` value; warns that it is not interpreted if not.
@@ -134,17 +133,31 @@ class TagReader:
             self.warn(f"tag {name} {show(value)} is not a known value; kept as given")
         return value
 
-    def integer(self, name: str, *, required: bool = False) -> int | None:
-        """A non-negative integer (a count or unix seconds), or None when unreadable."""
+    def _matching(
+        self, name: str, pattern: re.Pattern[str], what: str, *, required: bool
+    ) -> str | None:
+        """The tag's value if ``pattern`` matches all of it; else a warning and None."""
         text = self.text(name, required=required)
+        if text is not None and not pattern.fullmatch(text):
+            self.warn(f"tag {name} {show(text)} is not {what}")
+            return None
+        return text
+
+    def _integer_text(self, name: str, *, required: bool) -> str | None:
+        """The value if it is an integer the store can keep; else a warning and None."""
+        text = self._matching(name, _INTEGER, "an integer", required=required)
         if text is None:
             return None
-        if not _INTEGER.fullmatch(text):
-            self.warn(f"tag {name} {show(text)} is not an integer")
-            return None
         # Checking the length first keeps int() away from its 4300-digit limit.
-        if len(text) > len(str(MAX_STORED_INTEGER)) or int(text) > MAX_STORED_INTEGER:
+        if len(text) > len(str(MAX_STORED_INTEGER)) or abs(int(text)) > MAX_STORED_INTEGER:
             self.warn(f"tag {name} {show(text)} is too large")
+            return None
+        return text
+
+    def integer(self, name: str, *, required: bool = False) -> int | None:
+        """A non-negative integer (a count or unix seconds), or None when unreadable."""
+        text = self._integer_text(name, required=required)
+        if text is None:
             return None
         value = int(text)
         if value < 0:
@@ -154,11 +167,8 @@ class TagReader:
 
     def number(self, name: str) -> int | float | None:
         """A non-negative decimal such as ``1.5`` (an int when it has no fraction)."""
-        text = self.text(name, required=False)
+        text = self._matching(name, _DECIMAL, "a number", required=False)
         if text is None:
-            return None
-        if not _DECIMAL.fullmatch(text):
-            self.warn(f"tag {name} {show(text)} is not a number")
             return None
         value: int | float = float(text) if "." in text else int(text)
         if value < 0:
@@ -175,14 +185,8 @@ class TagReader:
         A negative time or one past the year 9999 is kept as given, with a warning, so
         that nothing is lost; the store keeps it and readers print it as a number.
         """
-        text = self.text(name, required=required)
+        text = self._integer_text(name, required=required)
         if text is None:
-            return None
-        if not _INTEGER.fullmatch(text):
-            self.warn(f"tag {name} {show(text)} is not an integer")
-            return None
-        if len(text) > len(str(MAX_STORED_INTEGER)) or abs(int(text)) > MAX_STORED_INTEGER:
-            self.warn(f"tag {name} {show(text)} is too large")
             return None
         value = int(text)
         if value >= 0 and len(text) == _MILLISECONDS_DIGITS:

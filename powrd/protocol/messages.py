@@ -332,12 +332,7 @@ def parse_client_message(frame: str | bytes) -> ClientMessage:
 
 
 def _decode(frame: str | bytes) -> list[Any]:
-    try:
-        value = loads(frame)
-    except (ValueError, RecursionError):
-        raise MalformedFrame(NOT_JSON) from None
-    if not isinstance(value, list):
-        raise MalformedFrame(NOT_ARRAY)
+    value = decode_array(frame)
     if not value:
         raise MalformedFrame(WRONG_ARITY, "empty array")
     if not isinstance(value[0], str):
@@ -345,8 +340,20 @@ def _decode(frame: str | bytes) -> list[Any]:
     return value
 
 
-# expect_arity, string_at and subscription_id_at are shared with the NIP-77 parser
-# (powrd.protocol.negentropy_messages), so both refuse frames with the same reasons.
+# decode_array, expect_arity, string_at, subscription_id_at and filter_from are shared
+# with the NIP-77 parser (powrd.protocol.negentropy_messages), so both refuse frames
+# with the same reasons.
+
+
+def decode_array(frame: str | bytes) -> list[Any]:
+    """The frame's JSON array, possibly empty."""
+    try:
+        value = loads(frame)
+    except (ValueError, RecursionError):
+        raise MalformedFrame(NOT_JSON) from None
+    if not isinstance(value, list):
+        raise MalformedFrame(NOT_ARRAY)
+    return value
 
 
 def expect_arity(items: list[Any], expected: int) -> None:
@@ -376,8 +383,13 @@ def subscription_id_at(items: list[Any]) -> str:
 
 
 def _filters(objs: list[Any]) -> tuple[Filter, ...]:
+    return tuple(filter_from(obj, f"filters[{i}]") for i, obj in enumerate(objs))
+
+
+def filter_from(obj: Any, where: str) -> Filter:
+    """:func:`~powrd.protocol.filters.parse_filter`, failing as a malformed frame."""
     try:
-        return tuple(parse_filter(obj, where=f"filters[{i}]") for i, obj in enumerate(objs))
+        return parse_filter(obj, where=where)
     except FilterError as error:
         raise MalformedFrame(BAD_FILTER, str(error)) from None
 

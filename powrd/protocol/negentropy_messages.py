@@ -12,15 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from powrd.protocol.event import dumps, loads
-from powrd.protocol.filters import Filter, FilterError, parse_filter
+from powrd.protocol.event import dumps
+from powrd.protocol.filters import Filter
 from powrd.protocol.messages import (
-    BAD_FILTER,
-    NOT_ARRAY,
-    NOT_JSON,
     WRONG_TYPE,
     MalformedFrame,
+    decode_array,
     expect_arity,
+    filter_from,
     string_at,
     subscription_id_at,
 )
@@ -105,20 +104,11 @@ def parse_negentropy_client_message(frame: str | bytes) -> NegOpen | NegMsg | Ne
     sub_id = subscription_id_at(items)
     if not isinstance(items[2], dict):
         raise MalformedFrame(WRONG_TYPE, "NEG-OPEN element 2 is not a filter object")
-    try:
-        flt = parse_filter(items[2], where="NEG-OPEN filter")
-    except FilterError as error:
-        raise MalformedFrame(BAD_FILTER, str(error)) from None
-    return NegOpen(sub_id, flt, _hex(items, 3))
+    return NegOpen(sub_id, filter_from(items[2], "NEG-OPEN filter"), _hex(items, 3))
 
 
 def _decode(frame: str | bytes) -> list[Any] | None:
-    try:
-        value = loads(frame)
-    except (ValueError, RecursionError):
-        raise MalformedFrame(NOT_JSON) from None
-    if not isinstance(value, list):
-        raise MalformedFrame(NOT_ARRAY)
+    value = decode_array(frame)
     if not value or not isinstance(value[0], str):
         return None
     return value

@@ -32,26 +32,13 @@ MAX_FILTER_KINDS: Final = 1_000
 
 def limit(params: dict[str, Any], *, default: int, maximum: int, name: str = "limit") -> int:
     """``params[name]`` as an integer from 1 to ``maximum``, ``default`` when absent."""
-    value = params.get(name)
-    if value is None:
-        return default
-    if type(value) is not int or not 1 <= value <= maximum:
-        raise InvalidParams(
-            f"{name}: expected an integer from 1 to {maximum:,}, found {_show(value)}"
-        )
-    return value
+    value = _bounded(params, name, 1, maximum, f"an integer from 1 to {maximum:,}")
+    return default if value is None else value
 
 
 def timestamp(params: dict[str, Any], name: str) -> int | None:
     """``params[name]`` as unix seconds (0..2^53-1), None when absent."""
-    value = params.get(name)
-    if value is None:
-        return None
-    if type(value) is not int or not 0 <= value <= MAX_TIMESTAMP:
-        raise InvalidParams(
-            f"{name}: expected unix seconds from 0 to {MAX_TIMESTAMP}, found {_show(value)}"
-        )
-    return value
+    return _bounded(params, name, 0, MAX_TIMESTAMP, f"unix seconds from 0 to {MAX_TIMESTAMP}")
 
 
 def check_query_filter(raw: object) -> None:
@@ -76,11 +63,22 @@ def check_query_filter(raw: object) -> None:
                 f"filter.{key}: at most {cap:,} values per request, found {len(value):,};"
                 " split the query"
             )
-    value = raw.get("limit")
-    if value is not None and (type(value) is not int or not 1 <= value <= MAX_QUERY_LIMIT):
-        raise InvalidParams(
-            f"filter.limit: expected an integer from 1 to {MAX_QUERY_LIMIT:,}, found {_show(value)}"
-        )
+    what = f"an integer from 1 to {MAX_QUERY_LIMIT:,}"
+    _bounded(raw, "limit", 1, MAX_QUERY_LIMIT, what, label="filter.limit")
+
+
+def _bounded(
+    params: dict[str, Any], name: str, low: int, high: int, what: str, *, label: str = ""
+) -> int | None:
+    """``params[name]`` if it is an integer from ``low`` to ``high``, None when absent.
+
+    Raises:
+        InvalidParams: naming ``label`` (default ``name``) and ``what`` was expected.
+    """
+    value = params.get(name)
+    if value is not None and (type(value) is not int or not low <= value <= high):
+        raise InvalidParams(f"{label or name}: expected {what}, found {_show(value)}")
+    return value
 
 
 def _show(value: object) -> str:

@@ -80,6 +80,10 @@ _RECORD: tuple[Field, ...] = (
 )
 
 
+# Every exercise answer is read from this join, selecting _select(_EXERCISE).
+_EXERCISES_FROM = "FROM exercise_definitions x JOIN nostr_events e ON e.seq = x.event_seq"
+
+
 def _select(fields: tuple[Field, ...]) -> str:
     """The SELECT list of an answer's fields."""
     return ", ".join(sql for _, sql, _ in fields)
@@ -146,8 +150,7 @@ def exercises(
         ("x.pubkey NOT IN (SELECT value FROM json_each(?))", _json_list(except_)),
     )
     sql = (
-        f"SELECT {_select(_EXERCISE)} FROM exercise_definitions x"  # noqa: S608
-        f" JOIN nostr_events e ON e.seq = x.event_seq {where}"
+        f"SELECT {_select(_EXERCISE)} {_EXERCISES_FROM} {where}"
         " ORDER BY x.title, x.coordinate LIMIT ?"
     )
     return [_answer(_EXERCISE, row) for row in conn.execute(sql, (*args, limit))]
@@ -161,8 +164,8 @@ def exercises_by_coordinate(
         chunk = coordinates[start : start + 500]
         marks = ",".join("?" * len(chunk))
         for row in conn.execute(
-            f"SELECT {_select(_EXERCISE)} FROM exercise_definitions x"  # noqa: S608
-            f" JOIN nostr_events e ON e.seq = x.event_seq WHERE x.coordinate IN ({marks})",
+            f"SELECT {_select(_EXERCISE)} {_EXERCISES_FROM}"
+            f" WHERE x.coordinate IN ({marks})",
             chunk,
         ):
             found[row[0]] = _answer(_EXERCISE, row)
