@@ -99,6 +99,10 @@ class SyncConfig:
     queue_max_events: int = 10000
     compression: bool = False
     allow_private_relays: bool = False
+    negentropy: str = "auto"
+    negentropy_timeout_seconds: float = 10.0
+    reconcile_interval_seconds: float = 21600.0
+    repair_max_events: int = 500
 
 
 @dataclass(frozen=True)
@@ -535,6 +539,10 @@ _SECTIONS: dict[str, dict[str, Check]] = {
         "queue_max_events": _integer(1),
         "compression": _boolean,
         "allow_private_relays": _boolean,
+        "negentropy": _choice("auto", "off", "only"),
+        "negentropy_timeout_seconds": _seconds(zero_allowed=False),
+        "reconcile_interval_seconds": _seconds(zero_allowed=False),
+        "repair_max_events": _integer(0),
     },
     "limits": {
         "max_event_bytes": _integer(1),
