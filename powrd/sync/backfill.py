@@ -75,6 +75,7 @@ class ScopeSync:
         completed_at: when (on the monotonic clock) a run last completed.
         reconciling: the negentropy reconciliation that starts the run, while it runs.
         reconcile_at: when (on the monotonic clock) the periodic reconcile is due.
+        awaiting_reconcile: the run waits for another scope's reconciliation to end.
     """
 
     scope: Scope
@@ -88,11 +89,12 @@ class ScopeSync:
     completed_at: float | None = None
     reconciling: asyncio.Task[ReconcileResult] | None = None
     reconcile_at: float | None = None
+    awaiting_reconcile: bool = False
 
     @property
     def idle(self) -> bool:
-        """No run (nor the reconciliation starting one) in progress."""
-        return self.run is None and self.reconciling is None
+        """No run (nor the reconciliation starting one, nor a wait for it) in progress."""
+        return self.run is None and self.reconciling is None and not self.awaiting_reconcile
 
 
 @dataclass(slots=True)
@@ -243,6 +245,11 @@ class Subscriptions:
         self.status.backfill.scope_started(sync.scope.key, len(self.syncs))
         self._report_progress()
         if self.negentropy is not None and self.negentropy.should_try():
+            if any(s.reconciling is not None for s in self.syncs):
+                # One reconciliation at a time: the first verdict decides for the rest,
+                # and only one scope's items are in memory.
+                sync.awaiting_reconcile = True
+                return
             await self._start_reconcile(sync, self.negentropy)
             return
         await self._start_paging(sync)
@@ -258,11 +265,13 @@ class Subscriptions:
     async def _start_reconcile(self, sync: ScopeSync, negentropy: NegentropyBackfill) -> None:
         """Open the live stream, then reconcile the scope in a task of its own."""
         if sync.live_sub is None:
-            # From now on: what the relay held before is the reconciliation's business.
+            # New events only: what the relay stored is the reconciliation's business.
+            # limit 0 rather than since=now, so a new event with an old created_at still
+            # streams; a relay that ignores the limit has its stored events dropped as
+            # over the limit by the session.
             sync.live_sub = self._new_sub_id("live")
             self._by_sub[sync.live_sub] = sync
-            since = int(self.clock())
-            await self._request(sync.live_sub, [sync.scope.filter.with_bounds(since=since)])
+            await self._request(sync.live_sub, [sync.scope.filter.with_bounds(limit=0)])
         sync.reconciling = asyncio.create_task(
             negentropy.reconcile(self.connection, sync.scope.filter, self._new_sub_id("neg")),
             name=f"negentropy {self.url}",
@@ -276,17 +285,20 @@ class Subscriptions:
             result = task.result()
         except (asyncio.CancelledError, Exception) as error:  # the run retries; say why
             result = ReconcileResult(Verdict.FAILED, reason=f"negentropy failed: {error!r}")
+        assert self.negentropy is not None
         if result.verdict is Verdict.RECONCILED:
             sync.run = IdFetch(result.need)
             if await self._next_page(sync):
                 await self._run_done(sync)
-            return
-        assert self.negentropy is not None
-        if self.negentropy.mode == ONLY:
+        elif self.negentropy.mode == ONLY:
             await self._abandon(sync, f"{result.reason} (negentropy = \"only\": no REQ paging)")
-            return
-        log.info("negentropy refused; REQ paging", relay=self.url, reason=result.reason)
-        await self._start_paging(sync)
+        else:
+            log.info("negentropy refused; REQ paging", relay=self.url, reason=result.reason)
+            await self._start_paging(sync)
+        waiting = next((s for s in self.syncs if s.awaiting_reconcile), None)
+        if waiting is not None:
+            waiting.awaiting_reconcile = False
+            await self._start_run(waiting)
 
     async def _next_page(self, sync: ScopeSync) -> bool:
         """Ask for the run's next page; True when it has asked for everything."""
