@@ -134,3 +134,45 @@ async def test_relays_refusing_negentropy_fall_back_to_req_paging(
             entry = relays_list_entry(daemon)
             assert entry["negentropy"] == "unsupported"
     assert any(isinstance(m, list) and m[:1] == ["NEG-OPEN"] for m in relay.received)
+
+
+async def test_only_never_pages_a_relay_that_refuses(tmp_path: Path) -> None:
+    relay = FaultRelay(records(50), Behaviour(neg_open="neg-err"))
+    async with relay:
+        config = write_config(
+            tmp_path, relays=[(relay.url, True, False)], authors=[pubkey_of(USER)], kinds=[KIND]
+        )
+        sync_keys(config, 'negentropy = "only"')
+        async with running_daemon(config) as daemon:
+            worker = daemon.workers[relay.url][0]
+            await wait_for(
+                lambda: "no REQ paging" in (worker.status.last_error or ""), what="refusal"
+            )
+            assert stored_ids(daemon) == set()
+    reqs = [m for m in relay.received if isinstance(m, list) and m[:1] == ["REQ"]]
+    assert reqs, "the live subscription"
+    assert all(f.get("limit") == 0 for m in reqs for f in m[2:]), reqs
+
+
+async def test_a_periodic_reconcile_runs_on_the_open_connection(local_relay, tmp_path: Path) -> None:
+    await local_relay.publish(records(20))
+    config = write_config(
+        tmp_path, relays=[(local_relay.url, True, False)], authors=[pubkey_of(USER)], kinds=[KIND]
+    )
+    sync_keys(config, "reconcile_interval_seconds = 0.5")
+    async with running_daemon(config) as daemon:
+        worker = daemon.workers[local_relay.url][0]
+        await wait_for(lambda: worker.status.backfill_complete, what="first backfill")
+        first = worker.status.backfill.started_at
+        await wait_for(
+            lambda: (worker.status.backfill.started_at or 0) > (first or 0)
+            and worker.status.backfill_complete,
+            what="a second reconcile",
+        )
+        # The live stream (limit 0, not since=now) still brings a new event with an old
+        # created_at between reconciles.
+        late = make_event(USER, KIND, "stored late", created_at=BASE - 100)
+        await local_relay.publish([late])
+        await wait_for(lambda: json.loads(late)["id"] in stored_ids(daemon), what="late event")
+        assert worker.status.connects == 1
+        assert worker.status.as_dict()["negentropy"] == "supported"
