@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import structlog
 
@@ -38,9 +37,7 @@ from powrd.sync.negentropy import (
     need_filters,
     reconcile_with_relay,
 )
-
-if TYPE_CHECKING:
-    from powrd.sync.relay_connection import RelayConnection
+from powrd.sync.relay_connection import ConnectionLost, RelayConnection
 
 log = structlog.get_logger("powrd.sync.negentropy")
 
@@ -175,3 +172,21 @@ class NegentropyBackfill:
             if queued:
                 log.info("negentropy repair queued", relay=self.url, events=queued)
         return result
+
+    async def repair_only(
+        self, connection: RelayConnection, flt: Filter, interval: float
+    ) -> None:
+        """Reconcile ``flt`` (our own events) now and every ``interval`` s, only to repair.
+
+        For write relays powrd does not read from: what the relay holds and we lack is
+        left alone. Cancel to stop.
+        """
+        rounds = 0
+        while True:
+            if self.should_try():
+                rounds += 1
+                try:
+                    await self.reconcile(connection, flt, f"repair{rounds}")
+                except ConnectionLost:
+                    return  # the worker reconnects and starts over
+            await asyncio.sleep(interval)

@@ -230,12 +230,34 @@ class RelayWorker:
             pump = asyncio.create_task(
                 self.delivery.pump(connection, auth), name=f"publish {self.url}"
             )
+        repair: asyncio.Task[None] | None = None
+        if (
+            not self.scopes
+            and self.settings.kinds
+            and self.keys is not None
+            and self.negentropy.repair is not None
+        ):
+            # No backfill to reconcile with: reconcile our own events to repair the relay.
+            own = Filter(
+                authors=frozenset({self.keys.public_key().to_hex()}),
+                kinds=frozenset(self.settings.kinds),
+            )
+            repair = asyncio.create_task(
+                self.negentropy.repair_only(
+                    connection, own, self.settings.reconcile_interval_seconds
+                ),
+                name=f"repair {self.url}",
+            )
         try:
             self._resync = False
             await subscriptions.start()
             await self._drive(connection, subscriptions, commits, pump)
         finally:
             subscriptions.cancel()
+            if repair is not None:
+                repair.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await repair
             commits.cancel()
             if pump is not None:
                 pump.cancel()

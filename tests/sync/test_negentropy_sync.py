@@ -176,3 +176,29 @@ async def test_a_periodic_reconcile_runs_on_the_open_connection(local_relay, tmp
         await wait_for(lambda: json.loads(late)["id"] in stored_ids(daemon), what="late event")
         assert worker.status.connects == 1
         assert worker.status.as_dict()["negentropy"] == "supported"
+
+
+async def test_a_write_only_relay_is_repaired_and_not_read(
+    local_relay, tmp_path: Path, key_file: Path
+) -> None:
+    shared = records(100)
+    relay_only = records(10, label="only on the relay", step=30)
+    ours_only = records(30, label="lost by the relay", step=20)
+    await local_relay.publish(shared + relay_only)
+    prefill(tmp_path / "powrd.db", shared + ours_only)
+    lost = {json.loads(raw)["id"] for raw in ours_only}
+    config = write_config(tmp_path, relays=[(local_relay.url, False, True)],
+                          authors=[pubkey_of(USER)], kinds=[KIND], secret_key_file=key_file)
+    async with running_daemon(config) as daemon:
+        assert daemon.store is not None
+        entries = await wait_for(
+            lambda: outbox.entries(daemon.store.reader()), what="repairs in the outbox"
+        )
+        assert {e["event_id"] for e in entries} == lost
+        await wait_for(
+            lambda: all(e["done"] for e in outbox.entries(daemon.store.reader())),
+            what="deliveries accepted",
+        )
+        assert lost <= await local_relay.fetch_all_ids({"kinds": [KIND]})
+        # A relay powrd only writes to is never read from.
+        assert stored_ids(daemon) == {json.loads(raw)["id"] for raw in shared + ours_only}
