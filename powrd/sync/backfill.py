@@ -236,8 +236,11 @@ class Subscriptions:
     def cancel(self) -> None:
         """The connection ended: stop the reconciliations in progress."""
         for sync in self.syncs:
-            if sync.reconciling is not None:
-                sync.reconciling.cancel()
+            task = sync.reconciling
+            if task is not None:
+                task.cancel()
+                if task.done() and not task.cancelled():
+                    task.exception()  # ended with the connection; nothing to report
                 sync.reconciling = None
 
     async def _start_run(self, sync: ScopeSync) -> None:
@@ -467,7 +470,7 @@ class Subscriptions:
         """Seconds until :meth:`fire_timers` has something to do, or None."""
         times = list(self._deadlines.values()) + [p.due for p in self._pending.values()]
         times += [s.retry_at for s in self.syncs if s.retry_at is not None]
-        times += [s.reconcile_at for s in self.syncs if s.reconcile_at is not None]
+        times += [s.reconcile_at for s in self.syncs if s.reconcile_at is not None and s.idle]
         if any(s.reconciling is not None and s.reconciling.done() for s in self.syncs):
             return 0.0
         if not times:

@@ -6,9 +6,11 @@ the read subscriptions (:class:`~powrd.sync.backfill.Subscriptions`, whose event
 :class:`~powrd.sync.commits.CommitQueue` batches into the pipeline), the outbox delivery
 (:class:`~powrd.sync.publisher.RelayDelivery`, sending from a task of its own), NIP-42
 AUTH (:class:`~powrd.sync.auth.Authenticator`) and the worker's own watch on NOTICEs and
-dropped frames. The worker takes the connection's events in arrival order and hands each
-to its client, fires the subscriptions' timers, and reconnects with backoff when the
-connection ends. A relay that floods or stalls only ever fills its own connection's queue.
+dropped frames. Each scope's backfill starts with a NIP-77 reconciliation where the
+relay allows it (:mod:`powrd.sync.negentropy_backfill`). The worker takes the
+connection's events in arrival order and hands each to its client, fires the
+subscriptions' timers, and reconnects with backoff when the connection ends. A relay
+that floods or stalls only ever fills its own connection's queue.
 """
 
 from __future__ import annotations
