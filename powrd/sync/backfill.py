@@ -76,6 +76,8 @@ class ScopeSync:
         reconciling: the negentropy reconciliation that starts the run, while it runs.
         reconcile_at: when (on the monotonic clock) the periodic reconcile is due.
         awaiting_reconcile: the run waits for another scope's reconciliation to end.
+        live_before_reconcile: the live stream was opened (with limit 0) for the
+            reconciliation in progress; REQ paging replaces it if the relay refuses.
     """
 
     scope: Scope
@@ -90,6 +92,7 @@ class ScopeSync:
     reconciling: asyncio.Task[ReconcileResult] | None = None
     reconcile_at: float | None = None
     awaiting_reconcile: bool = False
+    live_before_reconcile: bool = False
 
     @property
     def idle(self) -> bool:
@@ -273,6 +276,7 @@ class Subscriptions:
             # streams; a relay that ignores the limit has its stored events dropped as
             # over the limit by the session.
             sync.live_sub = self._new_sub_id("live")
+            sync.live_before_reconcile = True
             self._by_sub[sync.live_sub] = sync
             await self._request(sync.live_sub, [sync.scope.filter.with_bounds(limit=0)])
         sync.reconciling = asyncio.create_task(
@@ -289,6 +293,7 @@ class Subscriptions:
         except (asyncio.CancelledError, Exception) as error:  # the run retries; say why
             result = ReconcileResult(Verdict.FAILED, reason=f"negentropy failed: {error!r}")
         assert self.negentropy is not None
+        opened_live, sync.live_before_reconcile = sync.live_before_reconcile, False
         if result.verdict is Verdict.RECONCILED:
             sync.run = IdFetch(result.need)
             if await self._next_page(sync):
@@ -297,6 +302,10 @@ class Subscriptions:
             await self._abandon(sync, f"{result.reason} (negentropy = \"only\": no REQ paging)")
         else:
             log.info("negentropy refused; REQ paging", relay=self.url, reason=result.reason)
+            if opened_live and sync.live_sub is not None:
+                # Paging as without negentropy: its first page becomes the live stream.
+                await self._close(sync.live_sub)
+                sync.live_sub = None
             await self._start_paging(sync)
         waiting = next((s for s in self.syncs if s.awaiting_reconcile), None)
         if waiting is not None:
