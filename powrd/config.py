@@ -126,6 +126,10 @@ class SyncConfig:
     index_relays: Annotated[tuple[str, ...], _relay_urls] = ()
     outbox_relays_per_author: Positive = 3
     max_discovered_relays: NonNegative = 50
+    negentropy: Annotated[str, _choice("auto", "off", "only")] = "auto"
+    negentropy_timeout_seconds: Seconds = 10.0
+    reconcile_interval_seconds: Seconds = 21600.0
+    repair_max_events: NonNegative = 500
 
 
 @dataclass(frozen=True)

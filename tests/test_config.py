@@ -396,6 +396,14 @@ ERRORS = [
         '[logging]\nformat = "xml"\n',
         'powrd.toml: logging.format: expected one of "auto", "json", "console", found "xml"',
     ),
+    (
+        '[sync]\nnegentropy = "always"\n',
+        'powrd.toml: sync.negentropy: expected one of "auto", "off", "only", found "always"',
+    ),
+    (
+        "[sync]\nnegentropy_timeout_seconds = 0\n",
+        "powrd.toml: sync.negentropy_timeout_seconds: expected a number of seconds > 0, found 0",
+    ),
     # paths
     ("[store]\npath = 5\n", "powrd.toml: store.path: expected a non-empty path, found 5"),
     ('[store]\npath = ""\n', 'powrd.toml: store.path: expected a non-empty path, found ""'),

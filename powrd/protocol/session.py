@@ -33,6 +33,7 @@ from powrd.protocol.messages import (
     byte_length,
     parse_relay_message,
 )
+from powrd.protocol.negentropy_messages import NegErr, parse_negentropy_relay_message
 from powrd.protocol.reasons import Rejected
 
 DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
@@ -114,6 +115,22 @@ class CountResult:
     approximate: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class NegentropyMessage:
+    """NIP-77 ``NEG-MSG``: the relay's next negentropy message (``payload``, hex-decoded)."""
+
+    sub_id: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NegentropyRefused:
+    """NIP-77 ``NEG-ERR``: the relay refused or ended a reconciliation."""
+
+    sub_id: str
+    reason: str
+
+
 Output = (
     Incoming
     | Dropped
@@ -123,6 +140,8 @@ Output = (
     | PublishResult
     | AuthRequested
     | CountResult
+    | NegentropyMessage
+    | NegentropyRefused
 )
 
 
@@ -319,7 +338,10 @@ class RelaySession:
         try:
             message = parse_relay_message(frame)
         except MalformedFrame as error:
-            return [self._drop(reasons.MALFORMED_FRAME, None, str(error))]
+            if error.reason != messages.UNKNOWN_TYPE:
+                return [self._drop(reasons.MALFORMED_FRAME, None, str(error))]
+            # NIP-77 frames are rare: parsed only once the NIP-01 parser gave up.
+            return [self._negentropy(frame, error)]
         match message:
             case EventMessage():
                 return [self._on_event(message)]
@@ -336,6 +358,17 @@ class RelaySession:
                 return [AuthRequested(message.challenge)]
             case CountMessage():
                 return [self._on_count(message)]
+
+    def _negentropy(self, frame: str | bytes, unknown: MalformedFrame) -> Output:
+        try:
+            message = parse_negentropy_relay_message(frame)
+        except MalformedFrame as error:
+            return self._drop(reasons.MALFORMED_FRAME, None, str(error))
+        if message is None:
+            return self._drop(reasons.MALFORMED_FRAME, None, str(unknown))
+        if isinstance(message, NegErr):
+            return NegentropyRefused(message.subscription_id, message.reason)
+        return NegentropyMessage(message.subscription_id, message.payload)
 
     def _on_event(self, message: EventMessage) -> Output:
         sub_id = message.subscription_id

@@ -42,6 +42,53 @@ def add_relay(conn: apsw.Connection, relay: str) -> int:
     return conn.changes()
 
 
+def queue_repair(
+    conn: apsw.Connection, relay: str, ids: Iterable[str], *, author: str, now: int, limit: int
+) -> int:
+    """Queue ``author``'s current events among ``ids`` (which ``relay`` lacks) for ``relay``.
+
+    At most ``limit``. A delivery the relay accepted before is owed again (it lost the
+    event); one it rejected stays rejected, as for any publish. Returns how many were
+    queued.
+    """
+    wanted = list(ids)
+    owned: list[str] = []
+    # Chunks keep each statement under SQLite's bound-parameter limit.
+    for start in range(0, len(wanted), 500):
+        if len(owned) >= limit:
+            break
+        chunk = wanted[start : start + 500]
+        owned.extend(
+            event_id
+            for (event_id,) in conn.execute(
+                f"SELECT id FROM nostr_events WHERE pubkey = ? AND current = 1"  # noqa: S608
+                f" AND id IN ({','.join('?' * len(chunk))}) ORDER BY created_at, id LIMIT ?",
+                (author, *chunk, limit - len(owned)),
+            )
+        )
+    queued = 0
+    for event_id in owned:
+        conn.execute(
+            "INSERT INTO outbox (event_id, queued_at) VALUES (?, ?)"
+            " ON CONFLICT (event_id) DO UPDATE SET done = 0",
+            (event_id, now),
+        )
+        conn.execute(
+            "INSERT INTO outbox_delivery (event_id, relay_url) VALUES (?, ?)"
+            " ON CONFLICT (event_id, relay_url) DO UPDATE SET state = ?, reason = NULL,"
+            " next_attempt = 0 WHERE state = ?",
+            (event_id, relay, PENDING, ACCEPTED),
+        )
+        queued += conn.changes()
+    # An entry whose deliveries are all final (this one was rejected before) stays done.
+    conn.executemany(
+        "UPDATE outbox SET done = NOT EXISTS (SELECT 1 FROM outbox_delivery"
+        " WHERE event_id = ? AND state NOT IN (?, ?)) WHERE event_id = ?",
+        [(event_id, *TERMINAL, event_id) for event_id in owned],
+    )
+    return queued
+
+
 def due(conn: apsw.Connection, relay: str, now: int, limit: int) -> list[tuple[str, str]]:
     """(event id, raw JSON) of deliveries to ``relay`` that should be sent now."""
     return [

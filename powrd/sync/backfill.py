@@ -23,6 +23,7 @@ go to the :class:`~powrd.sync.auth.Authenticator`.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from powrd.protocol.filters import Filter
 from powrd.protocol.paging import Backfill
 from powrd.protocol.session import EndOfStored, Incoming, Output, SubscriptionClosed
 from powrd.sync import backoff
+from powrd.sync.negentropy import ReconcileResult, Verdict
+from powrd.sync.negentropy_backfill import OFF, ONLY, IdFetch, NegentropyBackfill
 from powrd.sync.plan import Scope
 from powrd.sync.status import RelayStatus
 
@@ -70,10 +73,15 @@ class ScopeSync:
         failures: runs abandoned in quick succession; sets the retry backoff.
         retry_at: when (on the monotonic clock) the next run starts.
         completed_at: when (on the monotonic clock) a run last completed.
+        reconciling: the negentropy reconciliation that starts the run, while it runs.
+        reconcile_at: when (on the monotonic clock) the periodic reconcile is due.
+        awaiting_reconcile: the run waits for another scope's reconciliation to end.
+        live_before_reconcile: the live stream was opened (with limit 0) for the
+            reconciliation in progress; REQ paging replaces it if the relay refuses.
     """
 
     scope: Scope
-    run: Backfill | None = None
+    run: Backfill | IdFetch | None = None
     live_sub: str | None = None
     page_sub: str | None = None
     newest_committed: int | None = None
@@ -81,6 +89,15 @@ class ScopeSync:
     failures: int = 0
     retry_at: float | None = None
     completed_at: float | None = None
+    reconciling: asyncio.Task[ReconcileResult] | None = None
+    reconcile_at: float | None = None
+    awaiting_reconcile: bool = False
+    live_before_reconcile: bool = False
+
+    @property
+    def idle(self) -> bool:
+        """No run (nor the reconciliation starting one, nor a wait for it) in progress."""
+        return self.run is None and self.reconciling is None and not self.awaiting_reconcile
 
 
 @dataclass(slots=True)
@@ -139,6 +156,7 @@ class Subscriptions:
         save_checkpoint: advances a scope's checkpoint (a committed write).
         throttle: the relay's request throttle (it outlives a connection).
         on_complete: called whenever every scope has completed a run.
+        negentropy: reconciles a scope before its run (None: REQ paging only).
         clock: unix time, for the ``since`` of replacement live subscriptions.
         monotonic: the clock of timeouts, retries and the throttle.
     """
@@ -153,6 +171,7 @@ class Subscriptions:
     save_checkpoint: SaveCheckpoint
     throttle: Throttle
     on_complete: Callable[[], None] | None = None
+    negentropy: NegentropyBackfill | None = None
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     syncs: list[ScopeSync] = field(default_factory=list)
@@ -214,19 +233,84 @@ class Subscriptions:
     async def resync(self) -> None:
         """Run the backfill of every scope again (``sync.now``); live streams stay."""
         for sync in self.syncs:
-            if sync.run is None:
+            if sync.idle:
                 await self._start_run(sync)
 
+    def cancel(self) -> None:
+        """The connection ended: stop the reconciliations in progress."""
+        for sync in self.syncs:
+            task = sync.reconciling
+            if task is not None:
+                task.cancel()
+                if task.done() and not task.cancelled():
+                    task.exception()  # ended with the connection; nothing to report
+                sync.reconciling = None
+
     async def _start_run(self, sync: ScopeSync) -> None:
+        sync.retry_at = sync.reconcile_at = None
+        self.status.backfill.scope_started(sync.scope.key, len(self.syncs))
+        self._report_progress()
+        if self.negentropy is not None and self.negentropy.should_try():
+            if any(s.reconciling is not None for s in self.syncs):
+                # One reconciliation at a time: the first verdict decides for the rest,
+                # and only one scope's items are in memory.
+                sync.awaiting_reconcile = True
+                return
+            await self._start_reconcile(sync, self.negentropy)
+            return
+        await self._start_paging(sync)
+
+    async def _start_paging(self, sync: ScopeSync) -> None:
         since = self.load_checkpoint(sync.scope.key)
         if since is not None:
             since = max(0, since - self.settings.overlap_seconds)
-        sync.retry_at = None
         sync.run = Backfill([sync.scope.filter], since, self.settings.page_limit)
-        self.status.backfill.scope_started(sync.scope.key, len(self.syncs))
-        self._report_progress()
         if await self._next_page(sync):
             await self._run_done(sync)
+
+    async def _start_reconcile(self, sync: ScopeSync, negentropy: NegentropyBackfill) -> None:
+        """Open the live stream, then reconcile the scope in a task of its own."""
+        if sync.live_sub is None:
+            # New events only: what the relay stored is the reconciliation's business.
+            # limit 0 rather than since=now, so a new event with an old created_at still
+            # streams; a relay that ignores the limit has its stored events dropped as
+            # over the limit by the session.
+            sync.live_sub = self._new_sub_id("live")
+            sync.live_before_reconcile = True
+            self._by_sub[sync.live_sub] = sync
+            await self._request(sync.live_sub, [sync.scope.filter.with_bounds(limit=0)])
+        sync.reconciling = asyncio.create_task(
+            negentropy.reconcile(self.connection, sync.scope.filter, self._new_sub_id("neg")),
+            name=f"negentropy {self.url}",
+        )
+        sync.reconciling.add_done_callback(lambda _: self.connection.wake())
+
+    async def _reconciled(self, sync: ScopeSync, task: asyncio.Task[ReconcileResult]) -> None:
+        """A scope's reconciliation ended: fetch what it found missing, or fall back."""
+        sync.reconciling = None
+        try:
+            result = task.result()
+        except (asyncio.CancelledError, Exception) as error:  # the run retries; say why
+            result = ReconcileResult(Verdict.FAILED, reason=f"negentropy failed: {error!r}")
+        assert self.negentropy is not None
+        opened_live, sync.live_before_reconcile = sync.live_before_reconcile, False
+        if result.verdict is Verdict.RECONCILED:
+            sync.run = IdFetch(result.need)
+            if await self._next_page(sync):
+                await self._run_done(sync)
+        elif self.negentropy.mode == ONLY:
+            await self._abandon(sync, f"{result.reason} (negentropy = \"only\": no REQ paging)")
+        else:
+            log.info("negentropy refused; REQ paging", relay=self.url, reason=result.reason)
+            if opened_live and sync.live_sub is not None:
+                # Paging as without negentropy: its first page becomes the live stream.
+                await self._close(sync.live_sub)
+                sync.live_sub = None
+            await self._start_paging(sync)
+        waiting = next((s for s in self.syncs if s.awaiting_reconcile), None)
+        if waiting is not None:
+            waiting.awaiting_reconcile = False
+            await self._start_run(waiting)
 
     async def _next_page(self, sync: ScopeSync) -> bool:
         """Ask for the run's next page; True when it has asked for everything."""
@@ -256,6 +340,9 @@ class Subscriptions:
             log.warning("backfill", relay=self.url, scope=sync.scope.key, reason=warning)
         sync.run, sync.page_sub = None, None
         sync.complete, sync.completed_at = True, self.monotonic()
+        if self.negentropy is not None and self.negentropy.mode != OFF:
+            # Events a relay stored late, with an old created_at, only a reconcile finds.
+            sync.reconcile_at = sync.completed_at + self.settings.reconcile_interval_seconds
         await self._save(sync)
         self.status.backfill.scope_done(sync.scope.key)
         if self._report_progress():
@@ -266,7 +353,7 @@ class Subscriptions:
 
     def _report_progress(self) -> bool:
         """Set ``status.backfill_complete``; True when it just became true."""
-        done = all(s.complete and s.run is None and s.retry_at is None for s in self.syncs)
+        done = all(s.complete and s.idle and s.retry_at is None for s in self.syncs)
         became = done and not self.status.backfill_complete
         self.status.backfill_complete = done
         return became
@@ -392,6 +479,9 @@ class Subscriptions:
         """Seconds until :meth:`fire_timers` has something to do, or None."""
         times = list(self._deadlines.values()) + [p.due for p in self._pending.values()]
         times += [s.retry_at for s in self.syncs if s.retry_at is not None]
+        times += [s.reconcile_at for s in self.syncs if s.reconcile_at is not None and s.idle]
+        if any(s.reconciling is not None and s.reconciling.done() for s in self.syncs):
+            return 0.0
         if not times:
             return None
         return max(0.0, min(times) - self.monotonic())
@@ -407,11 +497,19 @@ class Subscriptions:
             if pending.due <= now:
                 await self._send_req(sub_id, pending.filters)
         for sync in self.syncs:
-            if sync.retry_at is not None and sync.retry_at <= now:
+            if sync.reconciling is not None and sync.reconciling.done():
+                await self._reconciled(sync, sync.reconciling)
+                continue
+            retry_due = sync.retry_at is not None and sync.retry_at <= now
+            reconcile_due = sync.reconcile_at is not None and sync.reconcile_at <= now
+            if retry_due or (reconcile_due and sync.idle):
                 await self._start_run(sync)
 
     async def _abandon(self, sync: ScopeSync, reason: str) -> None:
         """Give up the run in progress: keep what arrived, retry later from the checkpoint."""
+        if sync.reconciling is not None:
+            sync.reconciling.cancel()
+            sync.reconciling = None
         page = sync.page_sub
         if page is not None and page == sync.live_sub:
             # The live stream must not stay under a page's limit with no EOSE to lift it.

@@ -6,9 +6,11 @@ the read subscriptions (:class:`~powrd.sync.backfill.Subscriptions`, whose event
 :class:`~powrd.sync.commits.CommitQueue` batches into the pipeline), the outbox delivery
 (:class:`~powrd.sync.publisher.RelayDelivery`, sending from a task of its own), NIP-42
 AUTH (:class:`~powrd.sync.auth.Authenticator`) and the worker's own watch on NOTICEs and
-dropped frames. The worker takes the connection's events in arrival order and hands each
-to its client, fires the subscriptions' timers, and reconnects with backoff when the
-connection ends. A relay that floods or stalls only ever fills its own connection's queue.
+dropped frames. Each scope's backfill starts with a NIP-77 reconciliation where the
+relay allows it (:mod:`powrd.sync.negentropy_backfill`). The worker takes the
+connection's events in arrival order and hands each to its client, fires the
+subscriptions' timers, and reconnects with backoff when the connection ends. A relay
+that floods or stalls only ever fills its own connection's queue.
 """
 
 from __future__ import annotations
@@ -26,13 +28,18 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from powrd.config import SyncConfig
 from powrd.protocol import messages
+from powrd.protocol.filters import Filter
+from powrd.protocol.negentropy import StorageVector
 from powrd.protocol.session import Dropped, Notice, Output
-from powrd.store import checkpoints
+from powrd.store import checkpoints, outbox
+from powrd.store.negentropy_items import negentropy_items
 from powrd.sync import backoff
 from powrd.sync.address import AddressRefused, Pinned, UnresolvableHost
 from powrd.sync.auth import Authenticator
 from powrd.sync.backfill import ScopeSync, Subscriptions, Throttle
 from powrd.sync.commits import CommitQueue
+from powrd.sync.negentropy import NegentropySupport
+from powrd.sync.negentropy_backfill import NegentropyBackfill
 from powrd.sync.pipeline import Pipeline
 from powrd.sync.plan import Scope
 from powrd.sync.publisher import RelayDelivery
@@ -56,6 +63,7 @@ class _Watch:
     url: str
     status: RelayStatus
     subscriptions: Subscriptions
+    negentropy: NegentropyBackfill
 
     async def on_message(self, output: Output) -> None:
         if isinstance(output, Dropped):
@@ -63,6 +71,7 @@ class _Watch:
             log.debug("frame dropped", relay=self.url, reason=output.reason)
         elif isinstance(output, Notice):
             self.status.notices += 1
+            self.negentropy.notice(output.message)
             if messages.machine_prefix(output.message) == "rate-limited":
                 self.subscriptions.slow_down()
             log.info("relay notice", relay=self.url, notice=output.message[:200])
@@ -112,6 +121,17 @@ class RelayWorker:
         # The relay's request throttle outlives its connections.
         self.throttle = Throttle.for_settings(settings)
         self.status.throttle = self.throttle
+        # What the relay answered to negentropy outlives its connections.
+        support = NegentropySupport(monotonic)
+        self.status.negentropy = support
+        self.negentropy = NegentropyBackfill(
+            url,
+            settings.negentropy,
+            settings.negentropy_timeout_seconds,
+            support,
+            self._negentropy_items,
+            self._queue_repair if self.delivery is not None and keys is not None else None,
+        )
         self._resync = False
         self._connection: RelayConnection | None = None
         self._last_attempt = float("-inf")
@@ -213,9 +233,10 @@ class RelayWorker:
         subscriptions = Subscriptions(
             connection, commits, auth, self.scopes, self.settings, self.status,
             self._load_checkpoint, self._save_checkpoint, self.throttle,
-            on_complete=self.on_backfill_complete, clock=self.clock, monotonic=self.monotonic,
+            on_complete=self.on_backfill_complete, negentropy=self.negentropy,
+            clock=self.clock, monotonic=self.monotonic,
         )
-        watch = _Watch(self.url, self.status, subscriptions)
+        watch = _Watch(self.url, self.status, subscriptions, self.negentropy)
         connection.route_type(Dropped, watch)
         connection.route_type(Notice, watch)
         pump: asyncio.Task[None] | None = None
@@ -223,11 +244,34 @@ class RelayWorker:
             pump = asyncio.create_task(
                 self.delivery.pump(connection, auth), name=f"publish {self.url}"
             )
+        repair: asyncio.Task[None] | None = None
+        if (
+            not self.scopes
+            and self.settings.kinds
+            and self.keys is not None
+            and self.negentropy.repair is not None
+        ):
+            # No backfill to reconcile with: reconcile our own events to repair the relay.
+            own = Filter(
+                authors=frozenset({self.keys.public_key().to_hex()}),
+                kinds=frozenset(self.settings.kinds),
+            )
+            repair = asyncio.create_task(
+                self.negentropy.repair_only(
+                    connection, own, self.settings.reconcile_interval_seconds
+                ),
+                name=f"repair {self.url}",
+            )
         try:
             self._resync = False
             await subscriptions.start()
             await self._drive(connection, subscriptions, commits, pump)
         finally:
+            subscriptions.cancel()
+            if repair is not None:
+                repair.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await repair
             commits.cancel()
             if pump is not None:
                 pump.cancel()
@@ -264,6 +308,27 @@ class RelayWorker:
             # A flood keeps the queue full; timers must still fire on time.
             if subscriptions.next_timer() == 0.0:
                 await subscriptions.fire_timers()
+
+    # -- negentropy -------------------------------------------------------------
+
+    async def _negentropy_items(self, flt: Filter) -> StorageVector:
+        """The store's items for ``flt``, read and sealed off the event loop."""
+        store = self.pipeline.store
+        return await asyncio.to_thread(
+            lambda: StorageVector.seal(negentropy_items(store.reader(), flt))
+        )
+
+    async def _queue_repair(self, have: list[str]) -> int:
+        """Queue our own events the relay lacks to its outbox (``repair_max_events`` at most)."""
+        assert self.keys is not None and self.delivery is not None
+        url, author, now = self.url, self.keys.public_key().to_hex(), int(self.clock())
+        limit = self.settings.repair_max_events
+        queued = await self.pipeline.store.writer.run(
+            lambda c: outbox.queue_repair(c, url, have, author=author, now=now, limit=limit)
+        )
+        if queued:
+            self.delivery.wake.set()
+        return queued
 
     # -- checkpoints ------------------------------------------------------------
 

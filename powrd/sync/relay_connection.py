@@ -4,10 +4,10 @@
 :class:`~powrd.protocol.session.RelaySession` and queues what comes out, each output
 addressed to the *client* it belongs to. It is also the only writer: every frame goes
 out through :meth:`RelayConnection.send`. The read subscriptions
-(:class:`~powrd.sync.backfill.Subscriptions`), the outbox delivery, NIP-42 AUTH (and
-NIP-77 negentropy, next) are clients: they build frames with the connection's helpers
-(or on their own, for messages the session does not know) and receive the messages
-routed to them.
+(:class:`~powrd.sync.backfill.Subscriptions`), the outbox delivery, NIP-42 AUTH and
+NIP-77 reconciliations are clients: they build frames with the connection's helpers (or
+on their own, for messages the session does not know) and receive the messages routed
+to them.
 
 Routing, in order:
 

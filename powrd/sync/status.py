@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from powrd.sync.backfill import Throttle
+    from powrd.sync.negentropy import NegentropySupport
 
 from powrd.sync.backfill_progress import BackfillProgress
 
@@ -45,6 +46,8 @@ class RelayStatus:
     notices: int = 0
     # The current connection's request throttle (it lives with the subscriptions).
     throttle: Throttle | None = None
+    # What the relay answered to NIP-77 lately (remembered 24 h).
+    negentropy: NegentropySupport | None = None
 
     def as_dict(self, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
@@ -73,4 +76,7 @@ class RelayStatus:
             "backfill": self.backfill.as_dict(now),
             "throttle_s": round(self.throttle.seconds, 3) if self.throttle is not None else 0.0,
             "notices": self.notices,
+            "negentropy": (
+                self.negentropy.status(self.url) if self.negentropy is not None else "unknown"
+            ),
         }

@@ -18,6 +18,8 @@ from powrd.protocol.session import (
     Dropped,
     EndOfStored,
     Incoming,
+    NegentropyMessage,
+    NegentropyRefused,
     Notice,
     Output,
     PublishResult,
@@ -38,6 +40,8 @@ OUTPUT_TYPES = (
     PublishResult,
     AuthRequested,
     CountResult,
+    NegentropyMessage,
+    NegentropyRefused,
 )
 
 
@@ -329,6 +333,36 @@ def test_malformed_frames_are_dropped_with_detail() -> None:
     assert dropped == Dropped(
         reasons.MALFORMED_FRAME, None, "wrong element type: OK element 2 is not a boolean"
     )
+
+
+def test_negentropy_answers_are_outputs_for_their_subscription_id() -> None:
+    session = RelaySession()
+    assert session.receive('["NEG-MSG","neg1","61"]') == [NegentropyMessage("neg1", b"a")]
+    assert session.receive('["NEG-ERR","neg1","blocked: too many records"]') == [
+        NegentropyRefused("neg1", "blocked: too many records")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("frame", "detail"),
+    [
+        ('["NEG-MSG","neg1","6"]', "NEG-MSG element 2 is not hex"),
+        ('["NEG-MSG","neg1"]', "NEG-MSG has 2 elements"),
+        ('["NEG-ERR","neg1",5]', "NEG-ERR element 2 is not a string"),
+        ('["NEG-WHAT","neg1"]', "unknown message type"),
+    ],
+)
+def test_malformed_negentropy_frames_are_dropped(frame: str, detail: str) -> None:
+    dropped = only(RelaySession().receive(frame))
+    assert isinstance(dropped, Dropped)
+    assert dropped.reason == reasons.MALFORMED_FRAME
+    assert detail in dropped.detail
+
+
+@given(st.text(max_size=64).filter(bool), st.binary(max_size=300))
+def test_any_neg_msg_payload_arrives_intact(sub_id: str, payload: bytes) -> None:
+    frame = dumps(["NEG-MSG", sub_id, payload.hex()])
+    assert RelaySession().receive(frame) == [NegentropyMessage(sub_id, payload)]
 
 
 def test_open_subscription_checks_its_arguments() -> None:

@@ -83,6 +83,9 @@ class Behaviour:
             (if the client has not) with ``CLOSED`` and this message, e.g.
             ``"error: shutting down idle subscriptions"``.
         close_delay: see ``close_after_eose``.
+        neg_open: how NIP-77 ``NEG-OPEN`` is answered: ``"notice"`` (the NOTICE any
+            unknown message gets), ``"ignore"`` (silence), or ``"neg-err"`` (``NEG-ERR
+            "blocked: negentropy disabled"``).
     """
 
     max_results: int = 500
@@ -104,6 +107,7 @@ class Behaviour:
     closed_flood: int = 0
     close_after_eose: str | None = None
     close_delay: float = 0.0
+    neg_open: str = "notice"
 
 
 def matches(event: dict[str, Any], filter_: dict[str, Any]) -> bool:
@@ -245,6 +249,10 @@ class FaultRelay:
             await websocket.send(dumps(["OK", message[1].get("id"), ok, reason]))
         elif kind == "CLOSE" and len(message) == 2:
             session.subscriptions.pop(str(message[1]), None)
+        elif kind in ("NEG-OPEN", "NEG-MSG", "NEG-CLOSE") and behaviour.neg_open != "notice":
+            if kind == "NEG-OPEN" and behaviour.neg_open == "neg-err":
+                reply = ["NEG-ERR", message[1], "blocked: negentropy disabled"]
+                await websocket.send(dumps(reply))
         else:
             await websocket.send(dumps(["NOTICE", "error: could not understand message"]))
 

@@ -134,3 +134,47 @@ def _reset(writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
+
+
+class ByteCountingProxy:
+    """Forwards one loopback port to another, counting bytes relay -> client."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target_port = target_port
+        self.received = 0
+        self.port = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[ByteCountingProxy]:
+        server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        try:
+            yield self
+        finally:
+            server.close()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(
+            "127.0.0.1", self._target_port
+        )
+        for task in (
+            asyncio.create_task(self._pipe(reader, upstream_writer, count=False)),
+            asyncio.create_task(self._pipe(upstream_reader, writer, count=True)),
+        ):
+            self._tasks.add(task)
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, count: bool
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                if count:
+                    self.received += len(data)
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()

@@ -53,8 +53,14 @@ def ids(events: list[str]) -> set[str]:
     return {loads(e)["id"] for e in events}
 
 
-def config_for(tmp_path: Path, urls: list[str], **sync: float) -> Path:
-    """write_config's fast test config for Alice, with ``[sync]`` values set or added."""
+def config_for(tmp_path: Path, urls: list[str], **sync: float | str) -> Path:
+    """write_config's fast test config for Alice, with ``[sync]`` values set or added.
+
+    REQ paging only, unless a test says otherwise: these tests pin down how paging
+    copes with hostile relays (tests/sync/test_negentropy_sync.py covers the fallback
+    from negentropy to paging).
+    """
+    sync.setdefault("negentropy", '"off"')
     path = write_config(tmp_path, relays=urls, authors=[pubkey_of(ALICE)], kinds=KINDS)
     lines = path.read_text().splitlines()
     for name, value in sync.items():
@@ -431,7 +437,9 @@ async def test_a_thousand_subscriptions_closed_at_once_are_retried_with_backoff(
     relay = TimedRelay(events, Behaviour(closed_reason="error: too many subscriptions"))
     async with relay:
         config = write_config(tmp_path, relays=[relay.url], authors=[pubkey_of(k) for k in authors])
-        text = config.read_text().replace("[sync]\n", "[sync]\nmax_authors_per_filter = 1\n")
+        text = config.read_text().replace(
+            "[sync]\n", '[sync]\nmax_authors_per_filter = 1\nnegentropy = "off"\n'
+        )
         config.write_text(text)
         async with running_daemon(config) as daemon:
             worker = daemon.workers[relay.url][0]

@@ -9,10 +9,7 @@ byte received.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from websockets.asyncio.client import connect
@@ -29,55 +26,12 @@ from powrd.store.negentropy_items import negentropy_items
 from powrd.sync.negentropy import Verdict, reconcile_with_relay
 from tests.support.events import keys_for, make_event, pubkey_of
 from tests.support.negentropy_channel import WebsocketChannel
+from tests.support.proxy import ByteCountingProxy
 from tests.support.relays import LocalRelayHandle
 
 KIND = 1301
 BASE = 1_700_000_000
 IDS_PER_REQ = 500
-
-
-class ByteCountingProxy:
-    """Forwards one loopback port to another, counting bytes relay -> client."""
-
-    def __init__(self, target_port: int) -> None:
-        self._target_port = target_port
-        self.received = 0
-        self.port = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[ByteCountingProxy]:
-        server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = server.sockets[0].getsockname()[1]
-        try:
-            yield self
-        finally:
-            server.close()
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection(
-            "127.0.0.1", self._target_port
-        )
-        for task in (
-            asyncio.create_task(self._pipe(reader, upstream_writer, count=False)),
-            asyncio.create_task(self._pipe(upstream_reader, writer, count=True)),
-        ):
-            self._tasks.add(task)
-
-    async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, count: bool
-    ) -> None:
-        try:
-            while data := await reader.read(65536):
-                if count:
-                    self.received += len(data)
-                writer.write(data)
-                await writer.drain()
-        finally:
-            writer.close()
 
 
 async def test_store_fetches_only_what_it_lacks_and_returns_what_the_relay_lacks(
