@@ -31,7 +31,7 @@ def answers(conn: apsw.Connection, events: list[str]) -> list[object]:
 
 
 def as_version_4(path: Path) -> None:
-    """Put back every tag element as version 4 stored them, and its version number."""
+    """Put back every tag element and the indexes version 4 had, and its version number."""
     conn = apsw.Connection(str(path))
     with conn:
         for seq, raw in list(conn.execute("SELECT seq, raw_event FROM nostr_events")):
@@ -45,6 +45,10 @@ def as_version_4(path: Path) -> None:
                     for position, tag in enumerate(loads(raw)["tags"])
                 ],
             )
+        conn.execute("CREATE INDEX record_sets_coordinate ON record_sets (coordinate_id)")
+        conn.execute(
+            "CREATE INDEX workout_records_author_start ON workout_records (pubkey, start)"
+        )
         conn.execute("PRAGMA user_version = 4")
     conn.close()
 
@@ -69,4 +73,6 @@ def test_a_version_4_store_migrates_and_answers_the_same(tmp_path: Path) -> None
         assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
         assert answers(conn, events) == fresh
         assert list(conn.execute("SELECT * FROM event_tags ORDER BY 1, 2")) == fresh_tags
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_schema")}
+        assert not indexes & {"record_sets_coordinate", "workout_records_author_start"}
     assert any(len(found) for found in fresh[1:])  # the filters did match something
