@@ -7,12 +7,18 @@ notes the rest as a short warning that names the tag.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 
 from powrd.library.coordinates import parse_coordinate
 from powrd.protocol.event import Event
 from powrd.store.rows import Reference
+
+# A record names the same few exercises set after set, and a batch the same authors:
+# parsing each distinct (text, author) once took NIP-101e processing of a 6,000-event
+# corpus from 0.295 s to 0.212 s of CPU. The result is immutable; the cache is bounded.
+_parse_reference = functools.lru_cache(maxsize=4096)(parse_coordinate)
 
 GENERIC_TAGS = frozenset(
     ("alt", "client", "expiration", "e", "p", "a", "q", "r", "L", "l", "-", "nonce",
@@ -218,7 +224,7 @@ class TagReader:
         if len(tag) < 2 or not tag[1]:
             return self._unreadable(tag, f"tag {name} has no coordinate; skipped")
         text = tag[1]
-        coordinate = parse_coordinate(text, self.author)
+        coordinate = _parse_reference(text, self.author)
         if coordinate is None:
             return self._unreadable(tag, f"tag {name} {show(text)} is not a coordinate; skipped")
         if target_kind is not None and coordinate.kind != target_kind:

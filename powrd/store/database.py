@@ -13,6 +13,11 @@ from powrd.store.schema import LATEST_VERSION, MIGRATIONS
 # Above this size the start-up integrity check is limited to the schema (see _check_usable).
 QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024
 
+# Raw events average ~1.5 KB: a 4 KiB page holds two and leaves a quarter of it unused.
+# 8 KiB pages made a 20,000-event store 9% smaller and its import no slower (16 KiB saved
+# 2% more but a store on a 6 MB tmpfs no longer recovered from a full disk).
+PAGE_SIZE = 8192
+
 
 class StoreError(RuntimeError):
     """The database cannot be used; the message says why and what to do."""
@@ -45,6 +50,7 @@ def open_writer_connection(path: Path) -> apsw.Connection:
     try:
         conn = apsw.Connection(str(path))
         _check_usable(conn, path)
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # takes effect on a new file only
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
         if mode != "wal":
             raise StoreError(f"{path}: cannot switch to WAL journal mode (got {mode})")

@@ -203,10 +203,10 @@ def prune_orphans(conn: apsw.Connection) -> int:
     without that URL); returns how many (a writer operation)."""
     conn.execute(
         "DELETE FROM exercise_media WHERE NOT EXISTS (SELECT 1 FROM exercise_definitions x"
-        " JOIN event_tags t ON t.event_seq = x.event_seq AND t.name = 'imeta'"
-        " WHERE x.coordinate = exercise_media.exercise_coordinate"
-        " AND ('url ' || exercise_media.url = t.value OR EXISTS (SELECT 1 FROM json_each(t.extra)"
-        "   WHERE json_each.value = 'url ' || exercise_media.url)))"
+        " JOIN nostr_events e ON e.seq = x.event_seq, json_each(e.raw_event, '$.tags') AS t"
+        " WHERE x.coordinate = exercise_media.exercise_coordinate AND t.value ->> 0 = 'imeta'"
+        " AND EXISTS (SELECT 1 FROM json_each(t.value) AS element"
+        "   WHERE element.value = 'url ' || exercise_media.url))"
     )
     return conn.changes()
 

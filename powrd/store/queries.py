@@ -90,23 +90,16 @@ def processing_warnings(conn: apsw.Connection, event_id: str) -> list[str]:
     ]
 
 
-def event_tags(conn: apsw.Connection, event_id: str) -> list[list[str]]:
-    """Tags rebuilt from the event_tags table (every element, in order)."""
-    from powrd.protocol.event import loads
-
-    tags: list[list[str]] = []
-    for name, value, extra in conn.execute(
-        "SELECT t.name, t.value, t.extra FROM event_tags t"
-        " JOIN nostr_events e ON e.seq = t.event_seq WHERE e.id = ? ORDER BY t.position",
-        (event_id,),
-    ):
-        tag = [name]
-        if value is not None:
-            tag.append(value)
-        if extra is not None:
-            tag.extend(loads(extra))
-        tags.append(tag)
-    return tags
+def indexed_tags(conn: apsw.Connection, event_id: str) -> list[list[str]]:
+    """The tags an event is found by in tag filters: single-letter ones, name and value."""
+    return [
+        [name] if value is None else [name, value]
+        for name, value in conn.execute(
+            "SELECT t.name, t.value FROM event_tags t"
+            " JOIN nostr_events e ON e.seq = t.event_seq WHERE e.id = ? ORDER BY t.position",
+            (event_id,),
+        )
+    ]
 
 
 def query_events(conn: apsw.Connection, flt: Filter, *, max_limit: int = 5000) -> list[str]:

@@ -168,7 +168,7 @@ def _store(
         _event_rows(entries, now),
     )
     conn.executemany(
-        "INSERT INTO event_tags (event_seq, position, name, value, extra) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO event_tags (event_seq, position, name, value) VALUES (?, ?, ?, ?)",
         _tag_rows(entries),
     )
     current = [entry for entry in entries if entry.current]
@@ -192,18 +192,14 @@ def _event_rows(entries: Sequence[_Entry], now: int) -> Iterable[tuple[Any, ...]
 
 
 def _tag_rows(entries: Sequence[_Entry]) -> list[tuple[Any, ...]]:
+    """Only single-letter tags, the ones NIP-01 filters query (migration 5)."""
     rows: list[tuple[Any, ...]] = []
     add = rows.append
     for entry in entries:
         seq = entry.seq
         for position, tag in enumerate(entry.item.event.tags):
-            size = len(tag)
-            if size == 2:  # the usual shape, tested first
-                add((seq, position, tag[0], tag[1], None))
-            elif size > 2:
-                add((seq, position, tag[0], tag[1], dumps(tag[2:])))
-            else:
-                add((seq, position, tag[0], None, None))
+            if tag and len(tag[0]) == 1:
+                add((seq, position, tag[0], tag[1] if len(tag) > 1 else None))
     return rows
 
 

@@ -11,7 +11,7 @@ raw drain
     ``until`` and the ids of the boundary second). The ceiling: what the relay and
     the socket can deliver.
 nostr-sdk
-    ``nostr_sdk.Client()`` with ``fetch_events`` per page (``limit`` 500, paging with
+    ``nostr_sdk.Client()`` (in-memory) with ``fetch_events`` per page (``limit`` 500, paging with
     ``until`` the same way), which verifies every event and records it in the
     client's default store (in nostr-sdk 0.45 an in-memory tracker of seen ids).
 sdk+lmdb (``--lmdb``)
@@ -26,7 +26,8 @@ powrd
 With ``--relays 3`` the same corpus is served by three relays at once and each client
 fetches from all three (the raw drain and powrd read them concurrently; nostr-sdk's
 ``ReqTarget.auto`` asks every relay it is connected to); the single-relay figures are
-measured in the same run for comparison. Rates are distinct events per second; the
+measured in the same run for comparison, and their time ratio printed. powrd's store
+size is reported against the JSON bytes of the events a relay serves. Rates are distinct events per second; the
 clients take turns ``--repeat`` times and each one's fastest run is reported, which
 damps the noise of a shared machine.
 
@@ -80,6 +81,7 @@ class Measurement:
     client: str
     events: int
     seconds: float
+    store_bytes: int = 0  # powrd only: the database files once the daemon has stopped
 
     @property
     def rate(self) -> float:
@@ -235,7 +237,8 @@ async def measure_powrd(urls: list[str], authors: list[str], expected: int) -> M
                 raise SystemExit(f"powrd rejected {rejected} corpus events")
         finally:
             await stop(daemon)
-    return Measurement("powrd", expected, seconds)
+        size = store_bytes(Path(directory))
+    return Measurement("powrd", expected, seconds, size)
 
 
 async def stop(daemon: Daemon) -> None:
@@ -252,6 +255,11 @@ async def stop(daemon: Daemon) -> None:
         for task in stragglers:
             task.cancel()
     stopping.result()
+
+
+def store_bytes(directory: Path) -> int:
+    """Bytes of the database files (main file, WAL if any) in ``directory``."""
+    return sum(path.stat().st_size for path in directory.glob("*.db*"))
 
 
 def stored(daemon: Daemon) -> int:
@@ -291,7 +299,7 @@ async def measure_all(
     return list(best.values())
 
 
-def report(title: str, results: list[Measurement]) -> None:
+def report(title: str, results: list[Measurement], corpus_bytes: int) -> None:
     by_client = {m.client: m for m in results}
     print(f"\n{title}")
     for m in results:
@@ -301,11 +309,16 @@ def report(title: str, results: list[Measurement]) -> None:
     if "sdk+lmdb" in by_client:
         print(f"  powrd / sdk+lmdb   {powrd.rate / by_client['sdk+lmdb'].rate:5.2f}")
     print(f"  powrd / raw drain  {powrd.rate / raw.rate:5.2f}")
+    print(f"  powrd store / corpus JSON  {powrd.store_bytes / corpus_bytes:5.2f}"
+          f"  ({powrd.store_bytes / 2**20:.1f} MiB for {corpus_bytes / 2**20:.1f} MiB)")
 
 
 async def main(n_events: int, n_authors: int, n_relays: int, repeat: int, lmdb: bool) -> None:
     events = generate_corpus(n_events, n_authors, seed=SEED)
-    expected = len(current_ids(events))
+    kept = current_ids(events)
+    expected = len(kept)
+    # What a relay serves: the current versions, as compact JSON.
+    corpus_bytes = sum(len(e.encode()) for e in events if loads(e)["id"] in kept)
     authors = [pubkey_of(keys_for(SEED, i)) for i in range(n_authors)]
     print(f"corpus: {n_events} events by {n_authors} authors, {expected} current"
           f" (what a relay keeps); {os.cpu_count()} cores; pages of {PAGE};"
@@ -313,11 +326,14 @@ async def main(n_events: int, n_authors: int, n_relays: int, repeat: int, lmdb: 
     relays = await serve_corpus(events, max(1, n_relays))
     try:
         single = await measure_all([relays[0].url], authors, expected, repeat, lmdb)
-        report("1 relay", single)
+        report("1 relay", single, corpus_bytes)
         if n_relays > 1:
             urls = [relay.url for relay in relays]
             results = await measure_all(urls, authors, expected, repeat, lmdb)
-            report(f"{n_relays} relays, same corpus", results)
+            report(f"{n_relays} relays, same corpus", results, corpus_bytes)
+            one = {m.client: m.seconds for m in single}
+            print(f"\n{n_relays} relays / 1 relay, time: "
+                  + "  ".join(f"{m.client} {m.seconds / one[m.client]:.2f}" for m in results))
     finally:
         for relay in relays:
             relay.stop()
