@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import sys
@@ -25,8 +24,6 @@ from powrd.cli.progress import on_terminal
 
 DEFAULT_OUT = "powrd.toml"
 DEFAULT_RELAYS = ("wss://relay.damus.io", "wss://nos.lol")
-# The kinds a future version may serve to anyone (not only the configured authors).
-UPCOMING_KEY = "public_kinds"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -130,7 +127,9 @@ def config_text(*, authors: Sequence[str], relays: Sequence[str], store: str, so
         "# Event kinds: 33401 exercises, 33402 workout templates, 1301 workout records,",
         "# 30003 POWR lists (add 33403 for records under the legacy kind).",
         f"kinds = {_toml(kinds)}",
-        *_upcoming_public_kinds([33401, 33402]),
+        "# The public library: exercises and templates from every author, not only yours",
+        "# (records are never fetched from strangers). [] turns it off.",
+        "public_kinds = [33401, 33402]",
         "",
         "# Relays to sync with, one [[relays]] section each. read: fetch events from it;",
         "# write: publish your events to it.",
@@ -139,23 +138,6 @@ def config_text(*, authors: Sequence[str], relays: Sequence[str], store: str, so
         lines += ["[[relays]]", f"url = {_toml(url)}", "read = true", "write = true", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
-
-def _upcoming_public_kinds(kinds: list[int]) -> list[str]:
-    """``public_kinds``: shown commented; marked upcoming while this powrd has no such key."""
-    from powrd.config import Config
-
-    sections = {
-        field.name: field.default
-        for field in dataclasses.fields(Config)
-        if dataclasses.is_dataclass(field.default)
-    }
-    known = any(
-        UPCOMING_KEY in {f.name for f in dataclasses.fields(section)}
-        for section in sections.values()
-    )
-    note = ("# Kinds synced from every author: the public exercise and template library."
-            if known else "# Upcoming, not read by this version of powrd: kinds from every author.")
-    return [note, f"# {UPCOMING_KEY} = {_toml(kinds)}"]
 
 
 def write_new(out: Path, text: str) -> None:

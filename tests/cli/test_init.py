@@ -31,7 +31,8 @@ def test_flags_write_a_config_that_loads(tmp_path: Path) -> None:
     assert config.store.path == out.parent.resolve() / "powrd.db"
     assert config.control.socket == out.parent.resolve() / "powrd.sock"
     text = out.read_text()
-    assert "# public_kinds = [33401, 33402]" in text
+    assert "\npublic_kinds = [33401, 33402]\n" in text
+    assert config.sync.public_kinds == (33401, 33402)
     assert "\n# secret_key_file" in text and text.count("\n#") > 10  # commented for a reader
     assert [p.name for p in out.parent.iterdir()] == ["powrd.toml"]  # no temporary left
 
