@@ -428,14 +428,18 @@ def _secret_key_file(source: _Source, key: str, value: Any) -> Path:
 def _kinds(source: _Source, key: str, value: Any) -> tuple[int, ...]:
     if not isinstance(value, list) or not value:
         source.expected(key, "a non-empty array of event kinds", value)
-    check_kind = _integer(0, MAX_KIND)
-    kinds: list[int] = []
+    return _distinct(source, key, value, _integer(0, MAX_KIND))
+
+
+def _distinct(source: _Source, key: str, value: list[Any], check: Check) -> tuple[Any, ...]:
+    """Each item of an array through ``check``; a repeated (checked) value is refused."""
+    items: list[Any] = []
     for index, item in enumerate(value):
-        kind = check_kind(source, f"{key}[{index}]", item)
-        if kind in kinds:
-            source.fail(f"{key}[{index}]: duplicate of {key}[{kinds.index(kind)}] ({kind})")
-        kinds.append(kind)
-    return tuple(kinds)
+        checked = check(source, f"{key}[{index}]", item)
+        if checked in items:
+            source.fail(f"{key}[{index}]: duplicate of {key}[{items.index(checked)}] ({checked})")
+        items.append(checked)
+    return tuple(items)
 
 
 def _public_kinds(source: _Source, key: str, value: Any) -> tuple[int, ...]:
@@ -454,29 +458,19 @@ def _public_kinds(source: _Source, key: str, value: Any) -> tuple[int, ...]:
 def _relay_urls(source: _Source, key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         source.expected(key, "an array of ws:// or wss:// URLs", value)
-    urls: list[str] = []
-    for index, item in enumerate(value):
-        url = _relay_url(source, f"{key}[{index}]", item)
-        if url in urls:
-            source.fail(f"{key}[{index}]: duplicate of {key}[{urls.index(url)}] ({url})")
-        urls.append(url)
-    return tuple(urls)
+    return _distinct(source, key, value, _relay_url)
 
 
 def _media_types(source: _Source, key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
         source.expected(key, 'a non-empty array of media types or prefixes ("image/")', value)
-    prefixes: list[str] = []
-    for index, item in enumerate(value):
-        item_key = f"{key}[{index}]"
-        if not isinstance(item, str) or not _MEDIA_TYPE_PREFIX.fullmatch(item.lower()):
-            what = 'a media type or prefix such as "image/" or "video/mp4"'
-            source.expected(item_key, what, item)
-        prefix = item.lower()
-        if prefix in prefixes:
-            source.fail(f"{item_key}: duplicate of {key}[{prefixes.index(prefix)}] ({prefix})")
-        prefixes.append(prefix)
-    return tuple(prefixes)
+    return _distinct(source, key, value, _media_type)
+
+
+def _media_type(source: _Source, key: str, value: Any) -> str:
+    if not isinstance(value, str) or not _MEDIA_TYPE_PREFIX.fullmatch(value.lower()):
+        source.expected(key, 'a media type or prefix such as "image/" or "video/mp4"', value)
+    return value.lower()
 
 
 def _authors(source: _Source, key: str, value: Any) -> tuple[str, ...]:
