@@ -33,8 +33,6 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from websockets.asyncio.client import ClientConnection, connect
 
 from powrd.protocol.filters import Filter, parse_filter
-from powrd.protocol.messages import MalformedFrame, NoticeMessage, parse_relay_message
 from powrd.protocol.negentropy import StorageVector
-from powrd.protocol.negentropy_messages import parse_negentropy_relay_message
-from powrd.sync.negentropy import Reply, Verdict, reconcile_with_relay
+from powrd.sync.negentropy import Verdict, reconcile_with_relay
 from tests.support.corpus import current_ids, generate_corpus, keys_for, pubkey_of
+from tests.support.negentropy_channel import Counted, WebsocketChannel
 from tests.support.relays import start_local_relay
 
 KINDS = (33401, 33402, 1301)
@@ -56,44 +53,6 @@ AUTHORS = 20
 SEED = 7701
 PAGE = 500
 ID_BATCH = 500
-
-
-@dataclass
-class Counted:
-    """Websocket payload bytes one way and the other."""
-
-    sent: int = 0
-    received: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.sent + self.received
-
-
-class CountingChannel:
-    """A negentropy channel over one websocket that counts every frame's bytes."""
-
-    def __init__(self, websocket: ClientConnection, counted: Counted) -> None:
-        self._websocket = websocket
-        self._counted = counted
-
-    async def send(self, frame: str) -> None:
-        self._counted.sent += len(frame.encode())
-        await self._websocket.send(frame)
-
-    async def replies(self) -> AsyncIterator[Reply]:
-        async for frame in self._websocket:
-            self._counted.received += len(frame)
-            negentropy = parse_negentropy_relay_message(frame)
-            if negentropy is not None:
-                yield negentropy
-                continue
-            try:
-                message = parse_relay_message(frame)
-            except MalformedFrame:
-                continue
-            if isinstance(message, NoticeMessage):
-                yield message
 
 
 async def request(
@@ -126,7 +85,7 @@ async def by_negentropy(
     async with connect(url, max_size=None, ping_interval=None, compression=None) as ws:
         started = time.perf_counter()
         result = await reconcile_with_relay(
-            CountingChannel(ws, counted), local, parse_filter(filter_), "neg"
+            WebsocketChannel(ws, counted), local, parse_filter(filter_), "neg"
         )
         assert result.verdict is Verdict.RECONCILED, result.reason
         fetched = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -18,19 +19,35 @@ from powrd.protocol.negentropy_messages import parse_negentropy_relay_message
 from powrd.sync.negentropy import Reply
 
 
-class WebsocketChannel:
-    """A negentropy channel over one websocket; ``sent`` keeps every frame it sent."""
+@dataclass
+class Counted:
+    """Websocket payload bytes one way and the other."""
 
-    def __init__(self, websocket: ClientConnection) -> None:
+    sent: int = 0
+    received: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.sent + self.received
+
+
+class WebsocketChannel:
+    """A negentropy channel over one websocket; ``sent`` keeps every frame it sent, and
+    ``counted`` (when given) adds up the bytes both ways."""
+
+    def __init__(self, websocket: ClientConnection, counted: Counted | None = None) -> None:
         self._websocket = websocket
         self.sent: list[Any] = []
+        self.counted = counted if counted is not None else Counted()
 
     async def send(self, frame: str) -> None:
         self.sent.append(json.loads(frame))
+        self.counted.sent += len(frame.encode())
         await self._websocket.send(frame)
 
     async def replies(self) -> AsyncIterator[Reply]:
         async for frame in self._websocket:
+            self.counted.received += len(frame)
             negentropy = parse_negentropy_relay_message(frame)
             if negentropy is not None:
                 yield negentropy
