@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 
@@ -11,7 +10,7 @@ import pytest
 from tests.support.daemon import write_config
 from tests.support.daemon_process import DaemonProcess, daemon_process, poll, run_powrd
 from tests.support.events import coordinate, keys_for, make_event, make_exercise, pubkey_of
-from tests.support.relays import LocalRelayHandle, start_local_relay
+from tests.support.relays import LocalRelayHandle, seeded_relay
 
 ALICE = keys_for("ctl-collections", 0)
 SQUAT = coordinate(33401, ALICE, "squat")
@@ -27,10 +26,8 @@ SEEDED = [
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelayHandle]:
-    handle = asyncio.run(start_local_relay())
-    asyncio.run(handle.publish(SEEDED))
-    yield handle
-    handle.stop()
+    with seeded_relay(SEEDED) as handle:
+        yield handle
 
 
 @pytest.fixture(scope="module")

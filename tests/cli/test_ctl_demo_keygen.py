@@ -3,7 +3,6 @@ without a daemon, `powrd demo` and `powrd keygen`, each as a real command."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import shutil
@@ -26,7 +25,7 @@ from tests.support.events import (
     make_template,
     pubkey_of,
 )
-from tests.support.relays import LocalRelayHandle, start_local_relay
+from tests.support.relays import LocalRelayHandle, seeded_relay
 
 ALICE = keys_for("ctl", 0)
 OWN = keys_for("ctl", 1)
@@ -46,10 +45,8 @@ SEEDED = [
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelayHandle]:
-    handle = asyncio.run(start_local_relay())
-    asyncio.run(handle.publish(SEEDED))
-    yield handle
-    handle.stop()
+    with seeded_relay(SEEDED) as handle:
+        yield handle
 
 
 @pytest.fixture(scope="module")

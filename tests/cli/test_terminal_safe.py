@@ -4,7 +4,6 @@ timestamps print as numbers, and --json output is the daemon's answer unchanged.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from powrd.cli.safe_text import safe, safe_json
 from tests.support.daemon import write_config
 from tests.support.daemon_process import DaemonProcess, daemon_process, poll, run_powrd
 from tests.support.events import coordinate, keys_for, make_exercise, make_record, pubkey_of
-from tests.support.relays import LocalRelayHandle, start_local_relay
+from tests.support.relays import LocalRelayHandle, seeded_relay
 
 # What must never reach the terminal raw: C0 but tab (newline is the renderer's own line
 # break, checked separately), DEL, C1.
@@ -117,10 +116,8 @@ RECORD = make_record(AUTHOR, "far-future", [(coordinate(33401, AUTHOR, "hostile"
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[LocalRelayHandle]:
-    handle = asyncio.run(start_local_relay())
-    asyncio.run(handle.publish([EXERCISE, RECORD]))
-    yield handle
-    handle.stop()
+    with seeded_relay([EXERCISE, RECORD]) as handle:
+        yield handle
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from powrd.store import outbox, queries
 from tests.serve.conftest import app, publish, reply, stored_events
 from tests.support.corpus import generate_corpus
 from tests.support.daemon import running_daemon, stored_ids, wait_for, write_config
-from tests.support.events import keys_for, make_event, make_exercise, pubkey_of
+from tests.support.events import keys_for, make_event, make_exercise, pubkey_of, write_key_file
 
 USER = keys_for("local-relay", 0)
 STRANGER = keys_for("local-relay", 1)
@@ -30,10 +30,7 @@ AUTHORS = [pubkey_of(keys_for(101, i)) for i in range(5)]
 
 @pytest.fixture
 def key_file(tmp_path: Path) -> Path:
-    path = tmp_path / "nsec.txt"
-    path.write_text(USER.secret_key().to_bech32() + "\n")
-    path.chmod(0o600)
-    return path
+    return write_key_file(tmp_path / "nsec.txt", USER)
 
 
 async def import_corpus(daemon, corpus: list[str]) -> None:

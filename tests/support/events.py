@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
+from pathlib import Path
 
 import coincurve
 import nostr_sdk
@@ -43,6 +44,13 @@ def keys_for(seed: int | str, index: int) -> nostr_sdk.Keys:
 def pubkey_of(keys: nostr_sdk.Keys) -> str:
     """The 64-character lowercase hex public key of ``keys``."""
     return str(keys.public_key().to_hex())
+
+
+def write_key_file(path: Path, keys: nostr_sdk.Keys) -> Path:
+    """Write ``keys``' secret key (nsec) to ``path`` with mode 0600, as powrd requires."""
+    path.write_text(keys.secret_key().to_bech32() + "\n")
+    path.chmod(0o600)
+    return path
 
 
 def coordinate(kind: int, author: nostr_sdk.Keys | str, d: str) -> str:

@@ -13,8 +13,8 @@ import asyncio
 import itertools
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -288,3 +288,14 @@ def _replacement_key(event: Mapping[str, Any]) -> tuple[Any, ...] | None:
     if is_replaceable(kind):
         return (kind, event["pubkey"])
     return None
+
+
+@contextmanager
+def seeded_relay(events: Iterable[str]) -> Iterator[LocalRelayHandle]:
+    """A relay holding ``events``, for synchronous module-scoped fixtures."""
+    handle = asyncio.run(start_local_relay())
+    try:
+        asyncio.run(handle.publish(list(events)))
+        yield handle
+    finally:
+        handle.stop()

@@ -20,7 +20,7 @@ from powrd.store import ingest, outbox
 from powrd.store.batch import IngestItem
 from powrd.store.database import open_writer_connection
 from tests.support.daemon import running_daemon, stored_ids, wait_for, write_config
-from tests.support.events import keys_for, make_event, pubkey_of
+from tests.support.events import keys_for, make_event, pubkey_of, write_key_file
 from tests.support.faultrelay import Behaviour, FaultRelay
 from tests.support.proxy import ByteCountingProxy
 
@@ -80,10 +80,7 @@ async def test_store_short_of_50_downloads_only_the_difference(local_relay, tmp_
 
 @pytest.fixture
 def key_file(tmp_path: Path) -> Path:
-    path = tmp_path / "nsec.txt"
-    path.write_text(USER.secret_key().to_bech32() + "\n")
-    path.chmod(0o600)
-    return path
+    return write_key_file(tmp_path / "nsec.txt", USER)
 
 
 async def test_own_events_the_relay_lacks_are_repaired(

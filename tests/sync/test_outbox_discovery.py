@@ -10,7 +10,14 @@ from typing import Any
 from powrd.service.methods import build_methods
 from powrd.store import outbox
 from tests.support.daemon import running_daemon, stored_ids, wait_for, write_config
-from tests.support.events import DEFAULT_CREATED_AT, keys_for, make_event, make_exercise, pubkey_of
+from tests.support.events import (
+    DEFAULT_CREATED_AT,
+    keys_for,
+    make_event,
+    make_exercise,
+    pubkey_of,
+    write_key_file,
+)
 
 FRIEND = keys_for("outbox", 0)
 OTHER = keys_for("outbox", 1)
@@ -75,9 +82,7 @@ async def test_friend_events_are_read_from_the_relay_their_list_names_and_the_li
 async def test_publish_reaches_the_write_relays_of_the_identity_own_list(relay_factory, tmp_path: Path) -> None:
     configured, own_write = await relay_factory(), await relay_factory()
     await configured.publish([relay_list(USER, [["r", own_write.url, "write"]])])
-    key_file = tmp_path / "nsec.txt"
-    key_file.write_text(USER.secret_key().to_bech32() + "\n")
-    key_file.chmod(0o600)
+    key_file = write_key_file(tmp_path / "nsec.txt", USER)
     config = config_for(tmp_path, [configured.url], [], secret_key_file=key_file)
     async with running_daemon(config) as daemon:
         await wait_for(lambda: entry(daemon, own_write.url) is not None, what="the identity's write relay")
@@ -153,9 +158,7 @@ async def test_a_listed_loopback_relay_is_refused_without_allow_private_relays(r
 
 async def test_publish_list_signs_the_configured_relays_with_their_markers(relay_factory, tmp_path: Path) -> None:
     both, reader, writer = [await relay_factory() for _ in range(3)]
-    key_file = tmp_path / "nsec.txt"
-    key_file.write_text(USER.secret_key().to_bech32() + "\n")
-    key_file.chmod(0o600)
+    key_file = write_key_file(tmp_path / "nsec.txt", USER)
     relays = [both.url, (reader.url, True, False), (writer.url, False, True)]
     config = config_for(tmp_path, relays, [], secret_key_file=key_file)
     async with running_daemon(config) as daemon:

@@ -13,7 +13,7 @@ from powrd.logs import configure_logging
 from powrd.store import outbox, queries
 from powrd.sync.publisher import PublishError, classify
 from tests.support.daemon import running_daemon, wait_for, write_config
-from tests.support.events import keys_for, pubkey_of
+from tests.support.events import keys_for, pubkey_of, write_key_file
 from tests.support.faultrelay import Behaviour, FaultRelay
 from tests.support.proxy import proxy_in_front
 
@@ -26,10 +26,7 @@ EXERCISE_TAGS = [
 
 @pytest.fixture
 def key_file(tmp_path: Path) -> Path:
-    path = tmp_path / "nsec.txt"
-    path.write_text(USER.secret_key().to_bech32() + "\n")
-    path.chmod(0o600)
-    return path
+    return write_key_file(tmp_path / "nsec.txt", USER)
 
 
 def deliveries(daemon) -> dict[str, dict[str, str]]:
