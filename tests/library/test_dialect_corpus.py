@@ -7,8 +7,6 @@ checked through ``library.*`` — not only that the event was stored.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +33,6 @@ from tests.support.events import coordinate
 
 def loads_id(event: str) -> str:
     return str(loads(event)["id"])
-
-
-async def wait_for_async(condition: Any, *, what: str, timeout: float = 30.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 def by_title(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -161,7 +152,7 @@ async def test_dialects_read_as_their_apps_meant(relay_factory, tmp_path: Path) 
             found = await collections()
             return bool(found) and found[0]["missing"] == [NOWHERE]
 
-        await wait_for_async(settled, what="the coach's exercise resolved in the list")
+        await wait_for(settled, what="the coach's exercise resolved in the list")
         saved, workouts = await collections()
         assert (saved["d"], saved["title"], saved["kind_counts"]) == (
             "powr-exercise-list", "My exercises", {"33401": 3})

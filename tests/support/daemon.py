@@ -9,6 +9,7 @@ relays). Subprocess-level behaviour (signals, exit codes, sd_notify) is tested w
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -81,10 +82,13 @@ async def running_daemon(config_path: Path, environ: dict[str, str] | None = Non
 async def wait_for(
     condition: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.02, what: str = ""  # noqa: ASYNC109
 ) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    """Poll ``condition`` (a function or a coroutine function) until it returns something
+    truthy; fail with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:

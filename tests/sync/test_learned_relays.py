@@ -22,7 +22,7 @@ from powrd.sync.address import UnresolvableHost
 from powrd.sync.learned import DAY_SECONDS, LearnedRelays
 from powrd.sync.pipeline import Pipeline
 from powrd.sync.resolver import Resolver
-from tests.support.daemon import running_daemon, write_config
+from tests.support.daemon import running_daemon, wait_for, write_config
 from tests.support.events import coordinate, keys_for, make_exercise, make_template, pubkey_of
 from tests.support.faultrelay import FaultRelay
 
@@ -82,13 +82,6 @@ def queue(store: Store) -> dict[str, dict]:
     return {e["coordinate"]: e for e in fetchqueue.entries(store.reader())}
 
 
-async def wait_for(condition, what: str, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not await condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.parametrize("allow_private", [False, True])
 async def test_a_daemon_connects_to_a_loopback_hint_only_when_allowed(
     tmp_path: Path, allow_private: bool
@@ -110,14 +103,14 @@ async def test_a_daemon_connects_to_a_loopback_hint_only_when_allowed(
                 async def connected() -> bool:
                     return hinted.connections > 0
 
-                await wait_for(connected, "a connection to the hinted relay")
+                await wait_for(connected, what="a connection to the hinted relay", timeout=20)
             else:
                 async def settled() -> bool:
                     entry = queue(store).get(wanted)
                     return entry is not None and entry["state"] == fetchqueue.NOT_FOUND
 
                 # The configured relay answered EOSE and every hint was refused.
-                await wait_for(settled, "the coordinate to be not_found")
+                await wait_for(settled, what="the coordinate to be not_found", timeout=20)
                 assert hinted.connections == 0
 
 
