@@ -36,8 +36,9 @@ from powrd.protocol.filters import Filter
 from powrd.protocol.paging import Backfill
 from powrd.protocol.session import EndOfStored, Incoming, Output, SubscriptionClosed
 from powrd.sync import backoff
+from powrd.sync.id_fetch import IdFetch
 from powrd.sync.negentropy import ReconcileResult, Verdict
-from powrd.sync.negentropy_backfill import OFF, ONLY, IdFetch, NegentropyBackfill
+from powrd.sync.negentropy_backfill import OFF, ONLY, NegentropyBackfill
 from powrd.sync.plan import Scope
 from powrd.sync.status import RelayStatus
 
@@ -206,7 +207,9 @@ class Subscriptions:
 
     async def _on_closed_message(self, sub_id: str, message: str) -> None:
         prefix = messages.machine_prefix(message)
-        log.info("subscription closed by relay", relay=self.url, sub=sub_id, reason=message[:200])
+        # Some relays end an ids-only subscription after its EOSE, when it is no longer ours.
+        report = log.info if sub_id in self._by_sub else log.debug
+        report("subscription closed by relay", relay=self.url, sub=sub_id, reason=message[:200])
         if prefix != "auth-required":
             await self.on_closed(sub_id, prefix == "rate-limited", message)
             return
@@ -237,8 +240,10 @@ class Subscriptions:
                 await self._start_run(sync)
 
     def cancel(self) -> None:
-        """The connection ended: stop the reconciliations in progress."""
+        """The connection ended: stop the reconciliations in progress, free the pages' ids."""
         for sync in self.syncs:
+            if isinstance(sync.run, IdFetch):
+                sync.run.release()
             task = sync.reconciling
             if task is not None:
                 task.cancel()
@@ -295,7 +300,7 @@ class Subscriptions:
         assert self.negentropy is not None
         opened_live, sync.live_before_reconcile = sync.live_before_reconcile, False
         if result.verdict is Verdict.RECONCILED:
-            sync.run = IdFetch(result.need)
+            sync.run = self.negentropy.id_fetch(result.need)
             if await self._next_page(sync):
                 await self._run_done(sync)
         elif self.negentropy.mode == ONLY:
@@ -319,6 +324,13 @@ class Subscriptions:
         if filters is None:
             sync.page_sub = None
             return True
+        if not filters:
+            # Every id left is another relay's to fetch at the moment: wait for its claims.
+            assert isinstance(sync.run, IdFetch)
+            sync.page_sub = None
+            wait = self.settings.eose_timeout_seconds
+            sync.run.wait(self.connection.wake, self.monotonic() + wait)
+            return False
         live = sync.live_sub is None
         sub_id = self._new_sub_id("live" if live else "page")
         if live:
@@ -336,6 +348,8 @@ class Subscriptions:
 
     async def _run_done(self, sync: ScopeSync) -> None:
         assert sync.run is not None
+        if isinstance(sync.run, IdFetch):
+            sync.run.release()
         for warning in sync.run.warnings:
             log.warning("backfill", relay=self.url, scope=sync.scope.key, reason=warning)
         sync.run, sync.page_sub = None, None
@@ -480,7 +494,11 @@ class Subscriptions:
         times = list(self._deadlines.values()) + [p.due for p in self._pending.values()]
         times += [s.retry_at for s in self.syncs if s.retry_at is not None]
         times += [s.reconcile_at for s in self.syncs if s.reconcile_at is not None and s.idle]
+        waits = [s.run for s in self.syncs if isinstance(s.run, IdFetch) and s.run.waiting]
+        times += [run.wait_until for run in waits]
         if any(s.reconciling is not None and s.reconciling.done() for s in self.syncs):
+            return 0.0
+        if any(run.may_go_on(self.monotonic()) for run in waits):
             return 0.0
         if not times:
             return None
@@ -499,6 +517,12 @@ class Subscriptions:
         for sync in self.syncs:
             if sync.reconciling is not None and sync.reconciling.done():
                 await self._reconciled(sync, sync.reconciling)
+                continue
+            run = sync.run
+            if isinstance(run, IdFetch) and run.waiting and run.may_go_on(now):
+                if await self._next_page(sync):
+                    await self.commits.settle()
+                    await self.runs_committed()
                 continue
             retry_due = sync.retry_at is not None and sync.retry_at <= now
             reconcile_due = sync.reconcile_at is not None and sync.reconcile_at <= now
@@ -521,6 +545,8 @@ class Subscriptions:
             await self._request(sync.live_sub, [sync.scope.filter.with_bounds(since=since)])
         elif page is not None:
             await self._close(page)
+        if isinstance(sync.run, IdFetch):
+            sync.run.release()
         sync.run, sync.page_sub = None, None
         # A relay that ends each live stream right after a completed run must still be
         # backed off from: only a run that stayed unbroken for a while clears the count.

@@ -171,13 +171,7 @@ async def _close(channel: NegentropyChannel, sub_id: str) -> None:
     await channel.send(NegClose(sub_id).to_frame())
 
 
-MAX_IDS_PER_REQ = 500
 VERDICT_MEMORY_SECONDS = 24 * 3600
-
-
-def need_filters(need: list[str], batch: int = MAX_IDS_PER_REQ) -> list[Filter]:
-    """``REQ {ids}`` filters fetching ``need``, at most ``batch`` ids each, in order."""
-    return [Filter(ids=frozenset(need[i : i + batch])) for i in range(0, len(need), batch)]
 
 
 class NegentropySupport:

@@ -3,9 +3,10 @@
 With ``[sync] negentropy = "auto"`` (or ``"only"``) a scope's backfill run starts with a
 NIP-77 reconciliation of the store's items for the scope's filter against the relay
 (:func:`~powrd.sync.negentropy.reconcile_with_relay`). The ids the relay holds and the
-store lacks are then fetched as an :class:`IdFetch` run: ``REQ {ids}`` pages of at most
-500 ids, one subscription at a time, through the same page machinery (EOSE timeouts,
-throttle, commits) as REQ paging. A refusal falls back to REQ paging and is remembered
+store lacks are then fetched as an :class:`~powrd.sync.id_fetch.IdFetch` run: ``REQ {ids}``
+pages of at most 500 ids, shared out between the relays that hold them, one subscription
+at a time, through the same page machinery (EOSE timeouts, throttle, commits) as REQ
+paging. A refusal falls back to REQ paging and is remembered
 per relay (:class:`~powrd.sync.negentropy.NegentropySupport`).
 
 :class:`ReconcileChannel` is the reconciliation's client on the relay connection: the
@@ -29,12 +30,12 @@ from powrd.protocol.messages import NoticeMessage
 from powrd.protocol.negentropy import StorageVector
 from powrd.protocol.negentropy_messages import NegErr, NegMsg
 from powrd.protocol.session import NegentropyMessage, NegentropyRefused, Output
+from powrd.sync.id_fetch import IdFetch
 from powrd.sync.negentropy import (
     NegentropySupport,
     ReconcileResult,
     Reply,
     Verdict,
-    need_filters,
     reconcile_with_relay,
 )
 from powrd.sync.relay_connection import ConnectionLost, RelayConnection
@@ -47,36 +48,6 @@ REPLY_QUEUE_MAX = 64
 
 ItemsOf = Callable[[Filter], Awaitable[StorageVector]]
 Repair = Callable[[list[str]], Awaitable[int]]
-
-
-class IdFetch:
-    """A backfill run that fetches known ids: ``REQ {ids}`` pages, one after another.
-
-    It has the shape of :class:`~powrd.protocol.paging.Backfill` (``next_request``,
-    ``observe``, ``page_done``, ``done``, ``warnings``), so the subscriptions run it the
-    same way.
-    """
-
-    def __init__(self, need: list[str]) -> None:
-        self._filters = need_filters(need)
-        self._index = 0
-        self.warnings: list[str] = []
-        self.pages = 0
-
-    @property
-    def done(self) -> bool:
-        return self._index >= len(self._filters)
-
-    def next_request(self) -> list[Filter] | None:
-        return None if self.done else [self._filters[self._index]]
-
-    def observe(self, created_at: int, event_id: str) -> None:
-        """Ids need no paging bookkeeping: each page asks for exactly what it gets."""
-
-    def page_done(self) -> None:
-        if not self.done:
-            self._index += 1
-            self.pages += 1
 
 
 class ReconcileChannel:
@@ -120,6 +91,8 @@ class NegentropyBackfill:
         items_of: the store's sealed items for a filter (read off the event loop).
         repair: queues ids we hold and the relay lacks for upload; returns how many
             were queued (None: not a write relay, or no identity).
+        id_fetch: the run that fetches what a reconciliation found missing (shares
+            the work with the other relays' runs when the daemon gives it the claims).
     """
 
     url: str
@@ -128,6 +101,7 @@ class NegentropyBackfill:
     support: NegentropySupport
     items_of: ItemsOf
     repair: Repair | None = None
+    id_fetch: Callable[[list[str]], IdFetch] = IdFetch
     _channels: dict[str, ReconcileChannel] = field(default_factory=dict)
 
     def should_try(self) -> bool:

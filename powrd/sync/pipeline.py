@@ -28,6 +28,7 @@ from powrd.store import ingest as store_ingest
 from powrd.store.ingest import BatchResult, IngestItem
 from powrd.store.queries import known_ids
 from powrd.store.store import Store
+from powrd.sync.id_fetch import FetchClaims
 from powrd.sync.slices import TimeSlice
 
 
@@ -94,6 +95,8 @@ class Pipeline:
         self.rejected_log_max = rejected_log_max
         self.clock = clock
         self.seen = SeenIds(seen_capacity)
+        # Ids some relay is fetching right now, so the other relays fetch the rest.
+        self.fetching = FetchClaims()
         # Events whose signature was checked (reported by ``status`` as events_verified):
         # an event served by several relays is verified once.
         self.verified = 0
@@ -115,13 +118,17 @@ class Pipeline:
                 result.rejected.append(
                     (event_id if isinstance(event_id, str) else None, rejection.reason)
                 )
-        fresh = [(e, s) for e, s in events if e.id not in self.seen]
+        held = self.held([e.id for e, _ in events])
+        fresh = [(e, s) for e, s in events if e.id not in held]
         result.duplicates += len(events) - len(fresh)
-        if fresh:
-            stored = known_ids(self.store.reader(), [e.id for e, _ in fresh])
-            result.duplicates += sum(1 for e, _ in fresh if e.id in stored)
-            fresh = [(e, s) for e, s in fresh if e.id not in stored]
         return fresh
+
+    def held(self, ids: list[str]) -> set[str]:
+        """The subset of ``ids`` admitted (verified, on their way) or stored."""
+        held = {event_id for event_id in ids if event_id in self.seen}
+        if len(held) < len(ids):
+            held |= known_ids(self.store.reader(), [i for i in ids if i not in held])
+        return held
 
     def _admit(
         self, source: str, event: Event, size: int, *, now: int, into: SubmitResult,
@@ -216,6 +223,15 @@ class Pipeline:
             items: decoded event objects with their size in bytes as received.
             also: more writes for the same transaction (the outbox entry of a local event).
         """
+        try:
+            return await self._submit(source, items, also)
+        finally:
+            # Stored, rejected or failed: no relay's fetch waits for these any longer.
+            self.fetching.settle(_ids_of(items))
+
+    async def _submit(
+        self, source: str, items: Sequence[tuple[Any, int]], also: AlsoInTransaction | None
+    ) -> SubmitResult:
         result = SubmitResult()
         prepared = await self._prepare_in_slices(source, items, result)
         now = int(self.clock())
@@ -246,3 +262,13 @@ class Pipeline:
         """The batch was not stored: its ids must be verified again when they come back."""
         for item in prepared:
             self.seen.discard(item.event.id)
+
+
+def _ids_of(items: Sequence[tuple[Any, int]]) -> list[str]:
+    ids: list[str] = []
+    for obj, _ in items:
+        if isinstance(obj, Event):
+            ids.append(obj.id)
+        elif isinstance(obj, dict) and isinstance(obj.get("id"), str):
+            ids.append(obj["id"])
+    return ids

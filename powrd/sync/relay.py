@@ -38,6 +38,7 @@ from powrd.sync.address import AddressRefused, Pinned, UnresolvableHost
 from powrd.sync.auth import Authenticator
 from powrd.sync.backfill import ScopeSync, Subscriptions, Throttle
 from powrd.sync.commits import CommitQueue
+from powrd.sync.id_fetch import IdFetch
 from powrd.sync.negentropy import NegentropySupport
 from powrd.sync.negentropy_backfill import NegentropyBackfill
 from powrd.sync.pipeline import Pipeline
@@ -131,6 +132,7 @@ class RelayWorker:
             support,
             self._negentropy_items,
             self._queue_repair if self.delivery is not None and keys is not None else None,
+            self._id_fetch,
         )
         self._resync = False
         self._connection: RelayConnection | None = None
@@ -310,6 +312,10 @@ class RelayWorker:
                 await subscriptions.fire_timers()
 
     # -- negentropy -------------------------------------------------------------
+
+    def _id_fetch(self, need: list[str]) -> IdFetch:
+        # Shared with the other relays' workers through the pipeline they all feed.
+        return IdFetch(need, self.pipeline.fetching, self.pipeline.held)
 
     async def _negentropy_items(self, flt: Filter) -> StorageVector:
         """The store's items for ``flt``, read and sealed off the event loop."""

@@ -26,7 +26,6 @@ from powrd.sync.negentropy import (
     NegentropySupport,
     Reply,
     Verdict,
-    need_filters,
     reconcile_with_relay,
 )
 from tests.support.events import keys_for, make_event
@@ -185,14 +184,6 @@ async def test_max_rounds_bounds_a_relay_that_never_finishes() -> None:
         )
     assert (result.verdict, result.rounds) == (Verdict.FAILED, 2)
     assert "did not finish in 2 rounds" in result.reason
-
-
-def test_need_filters_batch_ids() -> None:
-    need = [f"{n:064x}" for n in range(1201)]
-    filters = need_filters(need)
-    assert [len(f.ids or ()) for f in filters] == [500, 500, 201]
-    assert set().union(*(f.ids or () for f in filters)) == set(need)
-    assert need_filters([]) == []
 
 
 def test_support_verdicts_are_remembered_for_a_day() -> None:
