@@ -61,6 +61,11 @@ class TagReader:
     def __init__(self, event: Event) -> None:
         self.author = event.pubkey
         self.tags: Sequence[Sequence[str]] = event.tags
+        # Readers ask for a dozen names and every set's tag: one pass serves them all.
+        self._by_name: dict[str, list[Sequence[str]]] = {}
+        for tag in self.tags:
+            if tag:
+                self._by_name.setdefault(tag[0], []).append(tag)
         self._warnings: list[str] = []
         self.unreadable: list[tuple[tuple[str, ...], str]] = []
         """References that could not be read: (the raw tag, why)."""
@@ -77,7 +82,7 @@ class TagReader:
         return (*kept, f"{len(unique) - len(kept)} more warnings not shown")
 
     def all_named(self, name: str) -> list[Sequence[str]]:
-        return [tag for tag in self.tags if tag and tag[0] == name]
+        return list(self._by_name.get(name, ()))
 
     def first(self, name: str) -> Sequence[str] | None:
         """The tag called ``name`` for a tag that should appear once.
@@ -268,7 +273,7 @@ class TagReader:
 
     def unknown_tags(self, known: frozenset[str], kind_name: str) -> None:
         """Warn once for each tag name that is neither in ``known`` nor generic."""
-        names = dict.fromkeys(tag[0] for tag in self.tags if tag)
+        names = self._by_name
         for name in names:
             if name not in known and name not in GENERIC_TAGS:
                 self.warn(f"tag {show(name)} is not part of NIP-101e {kind_name}; ignored")
