@@ -22,6 +22,7 @@ import structlog
 
 from powrd.config import PublisherConfig
 from powrd.library.authoring import AuthoringError, check_publishable
+from powrd.protocol.event import Event
 from powrd.protocol.messages import machine_prefix
 from powrd.protocol.session import Output, PublishResult
 from powrd.protocol.signing import sign_event
@@ -87,11 +88,8 @@ class Publisher:
         Raises:
             PublishError: no identity, an invalid request, or the event was refused.
         """
-        if self.keys is None:
-            raise PublishError(
-                "no identity configured: set [identity].secret_key_file or POWRD_SECRET_KEY"
-            )
-        author = self.keys.public_key().to_hex()
+        keys = self.signing_keys()
+        author = keys.public_key().to_hex()
         try:
             check_publishable(kind, content, tags, author)
         except AuthoringError as error:
@@ -100,9 +98,31 @@ class Publisher:
             created_at = int(self.clock())
         if type(created_at) is not int or created_at < 0:
             raise PublishError("created_at: expected unix seconds")
-        event = sign_event(self.keys, kind, content, tags, created_at)
+        event = sign_event(keys, kind, content, tags, created_at)
+        relays = await self.store_and_queue(event, int(self.clock()))
+        log.info("published locally", event_id=event.id, kind=kind, relays=len(relays))
+        return event.id
+
+    def signing_keys(self) -> nostr_sdk.Keys:
+        """The identity's keys.
+
+        Raises:
+            PublishError: no identity is configured.
+        """
+        if self.keys is None:
+            raise PublishError(
+                "no identity configured: set [identity].secret_key_file or POWRD_SECRET_KEY"
+            )
+        return self.keys
+
+    async def store_and_queue(self, event: Event, now: int) -> list[str]:
+        """Store a signed event as local, queue it for every write relay in the same
+        transaction, and wake the deliveries; returns the relays it was queued for.
+
+        Raises:
+            PublishError: the pipeline refused the event or did not store it.
+        """
         relays = self.write_relays()
-        now = int(self.clock())
 
         def queue_for_delivery(conn: apsw.Connection, batch: BatchResult) -> None:
             if batch.outcomes and batch.outcomes[0].status in ("stored", "superseded"):
@@ -117,8 +137,7 @@ class Publisher:
             raise PublishError("event was not stored")
         for delivery in self.deliveries.values():
             delivery.wake.set()
-        log.info("published locally", event_id=event.id, kind=kind, relays=len(relays))
-        return event.id
+        return relays
 
 
 class RelayDelivery:
