@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import apsw
@@ -59,6 +60,7 @@ def classify(accepted: bool, message: str) -> str:
     return outbox.FAILED
 
 
+@dataclass(eq=False)
 class Publisher:
     """Accepts publish requests and wakes the deliveries.
 
@@ -66,21 +68,16 @@ class Publisher:
         pipeline: the ingest pipeline (local events take the same path).
         keys: the user's identity, or None (publishing is then refused).
         write_relays: the current write relay URLs.
+        clock: unix time (tests inject one).
     """
 
-    def __init__(
-        self,
-        pipeline: Pipeline,
-        keys: nostr_sdk.Keys | None,
-        write_relays: Callable[[], list[str]],
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.pipeline = pipeline
-        self.keys = keys
-        self.write_relays = write_relays
-        self.clock = clock
-        self.deliveries: dict[str, RelayDelivery] = {}
+    pipeline: Pipeline
+    keys: nostr_sdk.Keys | None
+    write_relays: Callable[[], list[str]]
+    _: KW_ONLY
+    clock: Callable[[], float] = time.time
+    # Write relay URL -> its delivery, registered by the relay's worker.
+    deliveries: dict[str, RelayDelivery] = field(default_factory=dict, init=False)
 
     async def publish(self, kind: Any, content: Any, tags: Any, created_at: Any = None) -> str:
         """Sign, store and queue an event; returns its id once all of that is durable.
