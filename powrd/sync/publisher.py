@@ -29,6 +29,7 @@ from powrd.protocol.session import Output, PublishResult
 from powrd.protocol.signing import sign_event
 from powrd.store import outbox
 from powrd.store.ingest import BatchResult
+from powrd.store.store import Store
 from powrd.sync import backoff
 from powrd.sync.pipeline import Pipeline
 from powrd.sync.waiting import wait_until_woken
@@ -137,24 +138,27 @@ class Publisher:
         return relays
 
 
+@dataclass(eq=False)
 class RelayDelivery:
-    """Delivers the outbox to one relay over its worker's connection."""
+    """Delivers the outbox to one relay over its worker's connection.
 
-    def __init__(
-        self,
-        url: str,
-        pipeline: Pipeline,
-        settings: PublisherConfig,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.url, self.settings, self.clock = url, settings, clock
-        self.store = pipeline.store
-        # Set to make the pump look at the outbox again (a publish, an OK, AUTH).
-        self.wake = asyncio.Event()
-        self.in_flight: set[str] = set()
-        self.awaiting_auth: set[str] = set()
-        self._auth: Authenticator | None = None
+    Args:
+        url: the write relay.
+        store: where the outbox is read and each relay's answer recorded.
+        settings: the OK timeout and the retry backoff.
+        clock: unix time (tests inject one).
+    """
+
+    url: str
+    store: Store
+    settings: PublisherConfig
+    _: KW_ONLY
+    clock: Callable[[], float] = time.time
+    # Set to make the pump look at the outbox again (a publish, an OK, AUTH).
+    wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    in_flight: set[str] = field(default_factory=set, init=False)
+    awaiting_auth: set[str] = field(default_factory=set, init=False)
+    _auth: Authenticator | None = field(default=None, init=False)
 
     async def _record(
         self, event_id: str, state: str, *, reason: str | None = None, retry_attempt: int = 0
