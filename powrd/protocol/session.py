@@ -70,7 +70,7 @@ class Dropped:
     """A frame the session refused; ``reason`` is a constant from :mod:`reasons`."""
 
     reason: str
-    sub_id: str | None = None
+    subscription_id: str | None = None
     detail: str = ""
 
 

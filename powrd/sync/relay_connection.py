@@ -98,7 +98,7 @@ class Routes:
 
     def client_of(self, output: Output) -> Client | None:
         sub_id = getattr(output, "subscription_id", None)
-        if sub_id is not None:
+        if sub_id is not None and not isinstance(output, Dropped):
             return self.by_sub.get(sub_id)
         if isinstance(output, PublishResult):
             return self.by_event.pop(output.event_id, None)
