@@ -33,7 +33,7 @@ from powrd.protocol.messages import (
     byte_length,
     parse_relay_message,
 )
-from powrd.protocol.negentropy_messages import NegErr, parse_negentropy_relay_message
+from powrd.protocol.negentropy_messages import NegErr, NegMsg, parse_negentropy_relay_message
 from powrd.protocol.reasons import Rejected
 
 DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
@@ -59,7 +59,7 @@ class Incoming:
     when the object is malformed), so the pipeline need not parse it again.
     """
 
-    sub_id: str
+    subscription_id: str
     event: dict[str, Any]
     size: int
     parsed: Event | None = field(default=None, compare=False, repr=False)
@@ -70,65 +70,26 @@ class Dropped:
     """A frame the session refused; ``reason`` is a constant from :mod:`reasons`."""
 
     reason: str
-    sub_id: str | None = None
+    subscription_id: str | None = None
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class EndOfStored:
-    """EOSE: the subscription's stored events are complete; it is live now."""
+# The relay's own messages, passed on as parsed once the session has checked them (a
+# subscription it opened, an OK it awaits); the names say what each means to a client.
 
-    sub_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionClosed:
-    """The relay ended a subscription (or a count request); see ``machine_prefix``."""
-
-    sub_id: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class PublishResult:
-    """The relay's OK for an event (or AUTH event) this session sent."""
-
-    event_id: str
-    accepted: bool
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class AuthRequested:
-    challenge: str
-
-
-@dataclass(frozen=True, slots=True)
-class CountResult:
-    sub_id: str
-    count: int
-    approximate: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class NegentropyMessage:
-    """NIP-77 ``NEG-MSG``: the relay's next negentropy message (``payload``, hex-decoded)."""
-
-    sub_id: str
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class NegentropyRefused:
-    """NIP-77 ``NEG-ERR``: the relay refused or ended a reconciliation."""
-
-    sub_id: str
-    reason: str
+EndOfStored = EoseMessage
+"""EOSE: the subscription's stored events are complete; it is live now."""
+SubscriptionClosed = ClosedMessage
+"""The relay ended a subscription (or a count request); see ``machine_prefix``."""
+Notice = NoticeMessage
+PublishResult = OkMessage
+"""The relay's OK for an event (or AUTH event) this session sent."""
+AuthRequested = AuthMessage
+CountResult = CountMessage
+NegentropyMessage = NegMsg
+"""NIP-77 ``NEG-MSG``: the relay's next negentropy message (``payload``, hex-decoded)."""
+NegentropyRefused = NegErr
+"""NIP-77 ``NEG-ERR``: the relay refused or ended a reconciliation."""
 
 
 Output = (
@@ -346,16 +307,16 @@ class RelaySession:
             case EventMessage():
                 return [self._on_event(message)]
             case EoseMessage():
-                return self._on_eose(message.subscription_id)
+                return self._on_eose(message)
             case ClosedMessage():
-                return self._on_closed(message.subscription_id, message.message)
+                return self._on_closed(message)
             case OkMessage():
                 return [self._on_ok(message)]
             case NoticeMessage():
-                return [Notice(message.message)]
+                return [message]
             case AuthMessage():
                 self.auth_challenge = message.challenge
-                return [AuthRequested(message.challenge)]
+                return [message]
             case CountMessage():
                 return [self._on_count(message)]
 
@@ -366,9 +327,7 @@ class RelaySession:
             return self._drop(reasons.MALFORMED_FRAME, None, str(error))
         if message is None:
             return self._drop(reasons.MALFORMED_FRAME, None, str(unknown))
-        if isinstance(message, NegErr):
-            return NegentropyRefused(message.subscription_id, message.reason)
-        return NegentropyMessage(message.subscription_id, message.payload)
+        return message
 
     def _on_event(self, message: EventMessage) -> Output:
         sub_id = message.subscription_id
@@ -394,7 +353,8 @@ class RelaySession:
             return self._drop(reasons.OVER_LIMIT, sub_id)
         return self._accept(subscription, message, parsed)
 
-    def _on_eose(self, sub_id: str) -> list[Output]:
+    def _on_eose(self, message: EoseMessage) -> list[Output]:
+        sub_id = message.subscription_id
         subscription = self._subscriptions.get(sub_id)
         if subscription is None:
             return [self._drop(reasons.UNKNOWN_SUBSCRIPTION, sub_id)]
@@ -404,31 +364,32 @@ class RelaySession:
             return [self._drop(reasons.DUPLICATE_EOSE, sub_id)]
         subscription.state = SubscriptionState.LIVE
         self._release_ledger(subscription)
-        return [EndOfStored(sub_id)]
+        return [message]
 
-    def _on_closed(self, sub_id: str, text: str) -> list[Output]:
+    def _on_closed(self, message: ClosedMessage) -> list[Output]:
+        sub_id = message.subscription_id
         if sub_id in self._pending_counts:
             self._pending_counts.discard(sub_id)
-            return [SubscriptionClosed(sub_id, text)]
+            return [message]
         subscription = self._subscriptions.get(sub_id)
         if subscription is None:
             return [self._drop(reasons.UNKNOWN_SUBSCRIPTION, sub_id)]
         if subscription.state is SubscriptionState.CLOSED:
             return []  # many relays acknowledge our CLOSE with a CLOSED
         self._mark_closed(sub_id, subscription)
-        return [SubscriptionClosed(sub_id, text)]
+        return [message]
 
     def _on_ok(self, message: OkMessage) -> Output:
         if self._pending_publishes.pop(message.event_id, None) is None:
             return self._drop(reasons.UNEXPECTED_OK, None, message.event_id[:64])
-        return PublishResult(message.event_id, message.accepted, message.message)
+        return message
 
     def _on_count(self, message: CountMessage) -> Output:
         sub_id = message.subscription_id
         if sub_id not in self._pending_counts:
             return self._drop(reasons.UNKNOWN_SUBSCRIPTION, sub_id)
         self._pending_counts.discard(sub_id)
-        return CountResult(sub_id, message.count, message.approximate)
+        return message
 
     # -- state ------------------------------------------------------------------
 

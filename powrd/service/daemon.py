@@ -269,7 +269,7 @@ class Daemon:
                 continue
             delivery = None
             if relay.write and publishing:
-                delivery = RelayDelivery(url, self.pipeline, config.publisher)
+                delivery = RelayDelivery(url, self.pipeline.store, config.publisher)
                 deliveries[url] = delivery
             worker = RelayWorker(
                 url,

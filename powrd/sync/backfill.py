@@ -194,16 +194,16 @@ class Subscriptions:
         """A message for one of these subscriptions (routed here by the connection)."""
         if isinstance(output, Incoming):
             event = output.event
-            sync = self.observe(output.sub_id, event.get("created_at"), event.get("id"))
+            sync = self.observe(output.subscription_id, event.get("created_at"), event.get("id"))
             self.commits.add(output, sync)
         elif isinstance(output, EndOfStored):
             # The next page is asked for before this one is committed: the relay
             # works on it meanwhile. A finished run waits for its events.
-            if await self.on_eose(output.sub_id):
+            if await self.on_eose(output.subscription_id):
                 await self.commits.settle()
                 await self.runs_committed()
         elif isinstance(output, SubscriptionClosed):
-            await self._on_closed_message(output.sub_id, output.message)
+            await self._on_closed_message(output.subscription_id, output.message)
 
     async def _on_closed_message(self, sub_id: str, message: str) -> None:
         prefix = messages.machine_prefix(message)

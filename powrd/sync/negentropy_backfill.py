@@ -28,7 +28,6 @@ import structlog
 from powrd.protocol.filters import Filter
 from powrd.protocol.messages import NoticeMessage
 from powrd.protocol.negentropy import StorageVector
-from powrd.protocol.negentropy_messages import NegErr, NegMsg
 from powrd.protocol.session import NegentropyMessage, NegentropyRefused, Output
 from powrd.sync.id_fetch import IdFetch
 from powrd.sync.negentropy import (
@@ -66,10 +65,8 @@ class ReconcileChannel:
             self._replies.put_nowait(reply)
 
     async def on_message(self, output: Output) -> None:
-        if isinstance(output, NegentropyMessage):
-            self._put(NegMsg(output.sub_id, output.payload))
-        elif isinstance(output, NegentropyRefused):
-            self._put(NegErr(output.sub_id, output.reason))
+        if isinstance(output, NegentropyMessage | NegentropyRefused):
+            self._put(output)
 
     def notice(self, message: str) -> None:
         self._put(NoticeMessage(message))

@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import time
 
-import apsw
-
 from powrd.config import Config
 from powrd.protocol.relay_list import KIND_RELAY_LIST, relay_list_tags
 from powrd.protocol.signing import sign_event
-from powrd.store import outbox
-from powrd.store.ingest import BatchResult
 from powrd.sync.publisher import Publisher, PublishError
 
 
@@ -26,29 +22,11 @@ async def publish_relay_list(publisher: Publisher, config: Config) -> tuple[str,
     Raises:
         PublishError: no identity, no relays configured, or the event was refused.
     """
-    if publisher.keys is None:
-        raise PublishError(
-            "no identity configured: set [identity].secret_key_file or POWRD_SECRET_KEY"
-        )
+    keys = publisher.signing_keys()
     tags = relay_list_tags((r.url, r.read, r.write) for r in config.relays)
     if not tags:
         raise PublishError("no [[relays]] configured: the list would be empty")
     now = int(time.time())
-    event = sign_event(publisher.keys, KIND_RELAY_LIST, "", tags, now)
-    relays = publisher.write_relays()
-
-    def queue_for_delivery(conn: apsw.Connection, batch: BatchResult) -> None:
-        if batch.outcomes and batch.outcomes[0].status in ("stored", "superseded"):
-            outbox.enqueue(conn, event.id, relays, now)
-
-    raw = event.to_json()
-    result = await publisher.pipeline.submit(
-        "local", [(event.to_dict(), len(raw.encode()))], also=queue_for_delivery
-    )
-    if result.rejected:
-        raise PublishError(f"event refused: {result.rejected[0][1]}")
-    if not result.stored and not result.duplicates:
-        raise PublishError("event was not stored")
-    for delivery in publisher.deliveries.values():
-        delivery.wake.set()
+    event = sign_event(keys, KIND_RELAY_LIST, "", tags, now)
+    await publisher.store_and_queue(event, now)
     return event.id, len(tags)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import apsw
@@ -22,11 +23,13 @@ import structlog
 
 from powrd.config import PublisherConfig
 from powrd.library.authoring import AuthoringError, check_publishable
+from powrd.protocol.event import Event
 from powrd.protocol.messages import machine_prefix
 from powrd.protocol.session import Output, PublishResult
 from powrd.protocol.signing import sign_event
 from powrd.store import outbox
 from powrd.store.ingest import BatchResult
+from powrd.store.store import Store
 from powrd.sync import backoff
 from powrd.sync.pipeline import Pipeline
 from powrd.sync.waiting import wait_until_woken
@@ -58,6 +61,7 @@ def classify(accepted: bool, message: str) -> str:
     return outbox.FAILED
 
 
+@dataclass(eq=False)
 class Publisher:
     """Accepts publish requests and wakes the deliveries.
 
@@ -65,21 +69,16 @@ class Publisher:
         pipeline: the ingest pipeline (local events take the same path).
         keys: the user's identity, or None (publishing is then refused).
         write_relays: the current write relay URLs.
+        clock: unix time (tests inject one).
     """
 
-    def __init__(
-        self,
-        pipeline: Pipeline,
-        keys: nostr_sdk.Keys | None,
-        write_relays: Callable[[], list[str]],
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.pipeline = pipeline
-        self.keys = keys
-        self.write_relays = write_relays
-        self.clock = clock
-        self.deliveries: dict[str, RelayDelivery] = {}
+    pipeline: Pipeline
+    keys: nostr_sdk.Keys | None
+    write_relays: Callable[[], list[str]]
+    _: KW_ONLY
+    clock: Callable[[], float] = time.time
+    # Write relay URL -> its delivery, registered by the relay's worker.
+    deliveries: dict[str, RelayDelivery] = field(default_factory=dict, init=False)
 
     async def publish(self, kind: Any, content: Any, tags: Any, created_at: Any = None) -> str:
         """Sign, store and queue an event; returns its id once all of that is durable.
@@ -87,11 +86,8 @@ class Publisher:
         Raises:
             PublishError: no identity, an invalid request, or the event was refused.
         """
-        if self.keys is None:
-            raise PublishError(
-                "no identity configured: set [identity].secret_key_file or POWRD_SECRET_KEY"
-            )
-        author = self.keys.public_key().to_hex()
+        keys = self.signing_keys()
+        author = keys.public_key().to_hex()
         try:
             check_publishable(kind, content, tags, author)
         except AuthoringError as error:
@@ -100,9 +96,31 @@ class Publisher:
             created_at = int(self.clock())
         if type(created_at) is not int or created_at < 0:
             raise PublishError("created_at: expected unix seconds")
-        event = sign_event(self.keys, kind, content, tags, created_at)
+        event = sign_event(keys, kind, content, tags, created_at)
+        relays = await self.store_and_queue(event, int(self.clock()))
+        log.info("published locally", event_id=event.id, kind=kind, relays=len(relays))
+        return event.id
+
+    def signing_keys(self) -> nostr_sdk.Keys:
+        """The identity's keys.
+
+        Raises:
+            PublishError: no identity is configured.
+        """
+        if self.keys is None:
+            raise PublishError(
+                "no identity configured: set [identity].secret_key_file or POWRD_SECRET_KEY"
+            )
+        return self.keys
+
+    async def store_and_queue(self, event: Event, now: int) -> list[str]:
+        """Store a signed event as local, queue it for every write relay in the same
+        transaction, and wake the deliveries; returns the relays it was queued for.
+
+        Raises:
+            PublishError: the pipeline refused the event or did not store it.
+        """
         relays = self.write_relays()
-        now = int(self.clock())
 
         def queue_for_delivery(conn: apsw.Connection, batch: BatchResult) -> None:
             if batch.outcomes and batch.outcomes[0].status in ("stored", "superseded"):
@@ -117,28 +135,30 @@ class Publisher:
             raise PublishError("event was not stored")
         for delivery in self.deliveries.values():
             delivery.wake.set()
-        log.info("published locally", event_id=event.id, kind=kind, relays=len(relays))
-        return event.id
+        return relays
 
 
+@dataclass(eq=False)
 class RelayDelivery:
-    """Delivers the outbox to one relay over its worker's connection."""
+    """Delivers the outbox to one relay over its worker's connection.
 
-    def __init__(
-        self,
-        url: str,
-        pipeline: Pipeline,
-        settings: PublisherConfig,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.url, self.settings, self.clock = url, settings, clock
-        self.store = pipeline.store
-        # Set to make the pump look at the outbox again (a publish, an OK, AUTH).
-        self.wake = asyncio.Event()
-        self.in_flight: set[str] = set()
-        self.awaiting_auth: set[str] = set()
-        self._auth: Authenticator | None = None
+    Args:
+        url: the write relay.
+        store: where the outbox is read and each relay's answer recorded.
+        settings: the OK timeout and the retry backoff.
+        clock: unix time (tests inject one).
+    """
+
+    url: str
+    store: Store
+    settings: PublisherConfig
+    _: KW_ONLY
+    clock: Callable[[], float] = time.time
+    # Set to make the pump look at the outbox again (a publish, an OK, AUTH).
+    wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    in_flight: set[str] = field(default_factory=set, init=False)
+    awaiting_auth: set[str] = field(default_factory=set, init=False)
+    _auth: Authenticator | None = field(default=None, init=False)
 
     async def _record(
         self, event_id: str, state: str, *, reason: str | None = None, retry_attempt: int = 0

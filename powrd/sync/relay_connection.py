@@ -12,7 +12,7 @@ to them.
 Routing, in order:
 
 1. by subscription id (``Incoming``, ``EndOfStored``, ``SubscriptionClosed``,
-   ``CountResult`` and any output with a ``sub_id``): the client that opened the
+   ``CountResult`` and any output with a ``subscription_id``): the client that opened the
    subscription (:meth:`~RelayConnection.open_subscription`) or claimed the id
    (:meth:`~RelayConnection.route`). A ``CLOSED`` ends the route; opening the id again
    (a retry, a resend after AUTH) makes a new one.
@@ -97,7 +97,7 @@ class Routes:
     by_type: dict[type, Client] = field(default_factory=dict)
 
     def client_of(self, output: Output) -> Client | None:
-        sub_id = getattr(output, "sub_id", None)
+        sub_id = getattr(output, "subscription_id", None)
         if sub_id is not None and not isinstance(output, Dropped):
             return self.by_sub.get(sub_id)
         if isinstance(output, PublishResult):
@@ -282,7 +282,7 @@ class RelayConnection:
                     if client is not None:
                         await self._put(Message(output, client))
                     if isinstance(output, SubscriptionClosed):
-                        self.unroute(output.sub_id)
+                        self.unroute(output.subscription_id)
                 await time_slice.pause()
             reason = "connection closed by relay"
         except websockets.exceptions.ConnectionClosed as closed:
