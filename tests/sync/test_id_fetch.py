@@ -102,7 +102,7 @@ def test_two_relays_fetch_disjoint_shares() -> None:
 
 
 def test_a_run_waits_for_a_page_in_flight_and_takes_what_did_not_arrive() -> None:
-    first, second, claims = two_relays()
+    first, second, _ = two_relays()
     first.ask()  # ids 0-499, in flight while the second relay asks for everything else
     while second.ask() and not second.run.waiting:
         second.answer()
