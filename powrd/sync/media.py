@@ -37,6 +37,7 @@ import structlog
 from PIL import Image, ImageOps
 
 from powrd import __version__
+from powrd.config import MediaConfig
 from powrd.store import media
 from powrd.store.ingest import BatchResult
 from powrd.store.media import Download, MediaJob, MediaNotFound, media_chunks, media_info
@@ -71,8 +72,8 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True, slots=True)
-class MediaSettings:
-    """How the media task works (``[media]`` in the config, plus knobs for tests).
+class MediaSettings(MediaConfig):
+    """How the media task works: ``[media]`` in the config, plus knobs it does not set.
 
     Attributes:
         allow_private_addresses: fetch from loopback/private/link-local addresses too;
@@ -80,14 +81,6 @@ class MediaSettings:
             probe the local network.
     """
 
-    enabled: bool = True
-    max_bytes: int = 10 * 1024 * 1024
-    budget_bytes: int = 256 * 1024 * 1024
-    thumbnail_max_px: int = 256
-    retry_min_seconds: float = 5.0
-    retry_max_seconds: float = 3600.0
-    timeout_seconds: float = 30.0
-    allowed_types: tuple[str, ...] = ("image/", "video/")
     batch_size: int = 16
     concurrency: int = 2
     max_redirects: int = 5
