@@ -8,6 +8,7 @@ from pathlib import Path
 
 import apsw
 
+from powrd.store import raw_events
 from powrd.store.schema import LATEST_VERSION, MIGRATIONS
 
 # Above this size the start-up integrity check is limited to the schema (see _check_usable).
@@ -25,6 +26,7 @@ class StoreError(RuntimeError):
 
 def _configure(conn: apsw.Connection, *, readonly: bool) -> None:
     conn.setbusytimeout(5000)
+    raw_events.register(conn)
     conn.execute("PRAGMA foreign_keys = ON")
     if not readonly:
         conn.execute("PRAGMA synchronous = NORMAL")

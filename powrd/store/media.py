@@ -203,7 +203,8 @@ def prune_orphans(conn: apsw.Connection) -> int:
     without that URL); returns how many (a writer operation)."""
     conn.execute(
         "DELETE FROM exercise_media WHERE NOT EXISTS (SELECT 1 FROM exercise_definitions x"
-        " JOIN nostr_events e ON e.seq = x.event_seq, json_each(e.raw_event, '$.tags') AS t"
+        " JOIN nostr_events e ON e.seq = x.event_seq,"
+        " json_each(raw_json(e.raw_event), '$.tags') AS t"
         " WHERE x.coordinate = exercise_media.exercise_coordinate AND t.value ->> 0 = 'imeta'"
         " AND EXISTS (SELECT 1 FROM json_each(t.value) AS element"
         "   WHERE element.value = 'url ' || exercise_media.url))"

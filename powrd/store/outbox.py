@@ -13,6 +13,8 @@ from typing import Any
 
 import apsw
 
+from powrd.store.raw_events import unpack
+
 PENDING = "pending"
 SENT = "sent"
 ACCEPTED = "accepted"
@@ -92,7 +94,7 @@ def queue_repair(
 def due(conn: apsw.Connection, relay: str, now: int, limit: int) -> list[tuple[str, str]]:
     """(event id, raw JSON) of deliveries to ``relay`` that should be sent now."""
     return [
-        (event_id, raw)
+        (event_id, unpack(raw))
         for event_id, raw in conn.execute(
             "SELECT d.event_id, e.raw_event FROM outbox_delivery d"
             " JOIN nostr_events e ON e.id = d.event_id"

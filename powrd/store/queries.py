@@ -9,6 +9,7 @@ import apsw
 
 from powrd.protocol.filters import Filter
 from powrd.store.filter_sql import filter_clauses
+from powrd.store.raw_events import unpack
 
 _CHUNK = 500  # stays well under SQLite's host-parameter limit
 
@@ -64,19 +65,20 @@ def iter_raw_events(conn: apsw.Connection, *, include_superseded: bool = False) 
     if not include_superseded:
         sql += " WHERE current = 1"
     for (raw,) in conn.execute(sql + " ORDER BY created_at, id"):
-        yield raw
+        yield unpack(raw)
 
 
 def iter_current_events(conn: apsw.Connection) -> Iterator[tuple[int, str]]:
     """(seq, raw JSON) of every current event, for rebuilding processed tables."""
-    yield from conn.execute(
+    for seq, raw in conn.execute(
         "SELECT seq, raw_event FROM nostr_events WHERE current = 1 ORDER BY seq"
-    )
+    ):
+        yield seq, unpack(raw)
 
 
 def event_by_id(conn: apsw.Connection, event_id: str) -> str | None:
     row = conn.execute("SELECT raw_event FROM nostr_events WHERE id = ?", (event_id,)).fetchone()
-    return None if row is None else str(row[0])
+    return None if row is None else unpack(row[0])
 
 
 def processing_warnings(conn: apsw.Connection, event_id: str) -> list[str]:
@@ -111,4 +113,4 @@ def query_events(conn: apsw.Connection, flt: Filter, *, max_limit: int = 5000) -
         f"SELECT e.raw_event FROM nostr_events e WHERE {' AND '.join(['e.current = 1', *clauses])}"  # noqa: S608
         " ORDER BY e.created_at DESC, e.id ASC LIMIT ?"
     )
-    return [row[0] for row in conn.execute(sql, (*args, limit))]
+    return [unpack(row[0]) for row in conn.execute(sql, (*args, limit))]

@@ -17,6 +17,7 @@ from powrd.protocol.event import loads
 from powrd.protocol.filters import Filter
 from powrd.store.filter_sql import filter_clauses
 from powrd.store.queries import count, query_events
+from powrd.store.raw_events import unpack
 
 
 def _max_seq(conn: apsw.Connection) -> int:
@@ -71,7 +72,7 @@ def latest_seq(conn: apsw.Connection) -> int:
 def committed_after(conn: apsw.Connection, seq: int, limit: int) -> list[tuple[int, str]]:
     """(seq, raw JSON) of current events stored after ``seq``, oldest first, at most ``limit``."""
     return [
-        (int(row[0]), str(row[1]))
+        (int(row[0]), unpack(row[1]))
         for row in conn.execute(
             "SELECT seq, raw_event FROM nostr_events WHERE seq > ? AND current = 1"
             " ORDER BY seq LIMIT ?",

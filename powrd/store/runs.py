@@ -26,6 +26,7 @@ from powrd.protocol.event import dumps, is_addressable
 from powrd.protocol.validate import expiration
 from powrd.store import batch, deletion, processed, replacement, resolution
 from powrd.store.batch import Address, BatchResult, IngestItem, Outcome
+from powrd.store.raw_events import pack
 from powrd.store.rows import Reference
 
 Planned = tuple[IngestItem, Address | None]
@@ -186,7 +187,7 @@ def _event_rows(entries: Sequence[_Entry], now: int) -> Iterable[tuple[Any, ...]
         event = item.event
         yield (
             entry.seq, event.id, event.pubkey, event.kind, event.created_at,
-            address[2] if address else None, event.to_json(), now, item.source,
+            address[2] if address else None, pack(event.to_json()), now, item.source,
             expiration(event), 1 if entry.current else 0,
         )
 

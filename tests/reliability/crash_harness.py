@@ -35,6 +35,7 @@ from powrd.control.client import ConnectionLost, DaemonNotRunning, RpcError, cal
 from powrd.library.reindex import reindex
 from powrd.protocol.event import loads
 from powrd.store.database import open_writer_connection
+from powrd.store.raw_events import unpack
 from powrd.store.writer import run_inline
 from tests.reliability.powrd_process import run_powrd, spawn_daemon
 from tests.support.corpus import current_ids, generate_corpus, keys_for, pubkey_of
@@ -160,7 +161,7 @@ def stored_ids(path: Path) -> set[str]:
 def user_events(path: Path, pubkey: str) -> list[dict[str, Any]]:
     conn = open_readonly(path)
     try:
-        return [loads(row[0]) for row in conn.execute(
+        return [loads(unpack(row[0])) for row in conn.execute(
             "SELECT raw_event FROM nostr_events WHERE pubkey = ?", (pubkey,)
         )]
     finally:

@@ -10,6 +10,7 @@ from powrd.protocol.event import dumps, loads
 from powrd.protocol.filters import Filter
 from powrd.protocol.validate import Policy
 from powrd.store import queries
+from powrd.store.raw_events import unpack
 from powrd.store.schema import LATEST_VERSION
 from powrd.store.store import Store
 from powrd.sync.pipeline import Pipeline
@@ -34,7 +35,9 @@ def as_version_4(path: Path) -> None:
     """Put back every tag element and the indexes version 4 had, and its version number."""
     conn = apsw.Connection(str(path))
     with conn:
-        for seq, raw in list(conn.execute("SELECT seq, raw_event FROM nostr_events")):
+        for seq, packed in list(conn.execute("SELECT seq, raw_event FROM nostr_events")):
+            raw = unpack(packed)  # version 4 kept the JSON as TEXT
+            conn.execute("UPDATE nostr_events SET raw_event = ? WHERE seq = ?", (raw, seq))
             conn.execute("DELETE FROM event_tags WHERE event_seq = ?", (seq,))
             conn.executemany(
                 "INSERT INTO event_tags (event_seq, position, name, value, extra)"
