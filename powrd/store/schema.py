@@ -289,6 +289,107 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX record_sets_coordinate;
     DROP INDEX workout_records_author_start;
     """,
+    # 6: the figures `status` reports, kept by triggers in the very transaction that
+    # changes the rows they count, so they survive a crash with those rows and reading
+    # them reads a few rows instead of scanning a million events. `powrd reindex`
+    # recounts them from the tables (powrd.store.counts.recount).
+    """
+    CREATE TABLE row_counts (
+        name TEXT    PRIMARY KEY,               -- a key of status's counts
+        rows INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    -- Current events per kind (status's by_kind); a kind whose last one goes keeps a 0.
+    CREATE TABLE current_kind_counts (
+        kind   INTEGER PRIMARY KEY,
+        events INTEGER NOT NULL
+    );
+    INSERT INTO row_counts (name, rows) VALUES
+        ('events', (SELECT count(*) FROM nostr_events)),
+        ('exercises', (SELECT count(*) FROM exercise_definitions)),
+        ('templates', (SELECT count(*) FROM templates)),
+        ('records', (SELECT count(*) FROM workout_records)),
+        ('incomplete_templates', (SELECT count(*) FROM incomplete_templates)),
+        ('fetch_pending', (SELECT count(*) FROM fetch_queue WHERE state != 'not_found')),
+        ('outbox_pending', (SELECT count(*) FROM outbox WHERE done = 0)),
+        ('rejected', (SELECT count(*) FROM rejected_events));
+    INSERT INTO current_kind_counts (kind, events)
+        SELECT kind, count(*) FROM nostr_events WHERE current = 1 GROUP BY kind;
+
+    -- An event's kind never changes once stored; only `current` does.
+    CREATE TRIGGER count_event_insert AFTER INSERT ON nostr_events BEGIN
+        UPDATE row_counts SET rows = rows + 1 WHERE name = 'events';
+        INSERT INTO current_kind_counts (kind, events) VALUES (NEW.kind, NEW.current = 1)
+            ON CONFLICT (kind) DO UPDATE SET events = events + excluded.events;
+    END;
+    CREATE TRIGGER count_event_delete AFTER DELETE ON nostr_events BEGIN
+        UPDATE row_counts SET rows = rows - 1 WHERE name = 'events';
+        UPDATE current_kind_counts SET events = events - 1
+            WHERE kind = OLD.kind AND OLD.current = 1;
+    END;
+    CREATE TRIGGER count_event_current AFTER UPDATE OF current ON nostr_events
+        WHEN (NEW.current = 1) IS NOT (OLD.current = 1) BEGIN
+        INSERT INTO current_kind_counts (kind, events)
+            VALUES (NEW.kind, (NEW.current = 1) - (OLD.current = 1))
+            ON CONFLICT (kind) DO UPDATE SET events = events + excluded.events;
+    END;
+
+    CREATE TRIGGER count_exercise_insert AFTER INSERT ON exercise_definitions BEGIN
+        UPDATE row_counts SET rows = rows + 1 WHERE name = 'exercises';
+    END;
+    CREATE TRIGGER count_exercise_delete AFTER DELETE ON exercise_definitions BEGIN
+        UPDATE row_counts SET rows = rows - 1 WHERE name = 'exercises';
+    END;
+    CREATE TRIGGER count_template_insert AFTER INSERT ON templates BEGIN
+        UPDATE row_counts SET rows = rows + 1 WHERE name = 'templates';
+    END;
+    CREATE TRIGGER count_template_delete AFTER DELETE ON templates BEGIN
+        UPDATE row_counts SET rows = rows - 1 WHERE name = 'templates';
+    END;
+    CREATE TRIGGER count_record_insert AFTER INSERT ON workout_records BEGIN
+        UPDATE row_counts SET rows = rows + 1 WHERE name = 'records';
+    END;
+    CREATE TRIGGER count_record_delete AFTER DELETE ON workout_records BEGIN
+        UPDATE row_counts SET rows = rows - 1 WHERE name = 'records';
+    END;
+    CREATE TRIGGER count_incomplete_insert AFTER INSERT ON incomplete_templates BEGIN
+        UPDATE row_counts SET rows = rows + 1 WHERE name = 'incomplete_templates';
+    END;
+    CREATE TRIGGER count_incomplete_delete AFTER DELETE ON incomplete_templates BEGIN
+        UPDATE row_counts SET rows = rows - 1 WHERE name = 'incomplete_templates';
+    END;
+    CREATE TRIGGER count_rejected_insert AFTER INSERT ON rejected_events BEGIN
+        UPDATE row_counts SET rows = rows + 1 WHERE name = 'rejected';
+    END;
+    CREATE TRIGGER count_rejected_delete AFTER DELETE ON rejected_events BEGIN
+        UPDATE row_counts SET rows = rows - 1 WHERE name = 'rejected';
+    END;
+
+    CREATE TRIGGER count_fetch_insert AFTER INSERT ON fetch_queue
+        WHEN NEW.state != 'not_found' BEGIN
+        UPDATE row_counts SET rows = rows + 1 WHERE name = 'fetch_pending';
+    END;
+    CREATE TRIGGER count_fetch_delete AFTER DELETE ON fetch_queue
+        WHEN OLD.state != 'not_found' BEGIN
+        UPDATE row_counts SET rows = rows - 1 WHERE name = 'fetch_pending';
+    END;
+    CREATE TRIGGER count_fetch_state AFTER UPDATE OF state ON fetch_queue
+        WHEN (NEW.state != 'not_found') IS NOT (OLD.state != 'not_found') BEGIN
+        UPDATE row_counts
+            SET rows = rows + (NEW.state != 'not_found') - (OLD.state != 'not_found')
+            WHERE name = 'fetch_pending';
+    END;
+    CREATE TRIGGER count_outbox_insert AFTER INSERT ON outbox WHEN NEW.done = 0 BEGIN
+        UPDATE row_counts SET rows = rows + 1 WHERE name = 'outbox_pending';
+    END;
+    CREATE TRIGGER count_outbox_delete AFTER DELETE ON outbox WHEN OLD.done = 0 BEGIN
+        UPDATE row_counts SET rows = rows - 1 WHERE name = 'outbox_pending';
+    END;
+    CREATE TRIGGER count_outbox_done AFTER UPDATE OF done ON outbox
+        WHEN (NEW.done = 0) IS NOT (OLD.done = 0) BEGIN
+        UPDATE row_counts SET rows = rows + (NEW.done = 0) - (OLD.done = 0)
+            WHERE name = 'outbox_pending';
+    END;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)
