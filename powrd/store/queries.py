@@ -8,7 +8,6 @@ from typing import Any
 import apsw
 
 from powrd.protocol.filters import Filter
-from powrd.store import row_counts
 from powrd.store.filter_sql import filter_clauses
 
 _CHUNK = 500  # stays well under SQLite's host-parameter limit
@@ -35,8 +34,28 @@ def count(conn: apsw.Connection, sql: str, args: tuple[Any, ...] = ()) -> int:
 
 
 def counts(conn: apsw.Connection) -> dict[str, Any]:
-    """The figures ``status`` reports (kept by triggers: no scan at any size)."""
-    return row_counts.read(conn)
+    """The figures ``status`` reports."""
+
+    def one(sql: str) -> int:
+        return count(conn, sql)
+
+    by_kind = {
+        str(kind): n
+        for kind, n in conn.execute(
+            "SELECT kind, count(*) FROM nostr_events WHERE current = 1 GROUP BY kind"
+        )
+    }
+    return {
+        "events": one("SELECT count(*) FROM nostr_events"),
+        "by_kind": by_kind,
+        "exercises": one("SELECT count(*) FROM exercise_definitions"),
+        "templates": one("SELECT count(*) FROM templates"),
+        "records": one("SELECT count(*) FROM workout_records"),
+        "incomplete_templates": one("SELECT count(*) FROM incomplete_templates"),
+        "fetch_pending": one("SELECT count(*) FROM fetch_queue WHERE state != 'not_found'"),
+        "outbox_pending": one("SELECT count(*) FROM outbox WHERE done = 0"),
+        "rejected": one("SELECT count(*) FROM rejected_events"),
+    }
 
 
 def iter_raw_events(conn: apsw.Connection, *, include_superseded: bool = False) -> Iterator[str]:

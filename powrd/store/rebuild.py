@@ -8,7 +8,7 @@ from itertools import islice
 import apsw
 
 from powrd.protocol.event import Event
-from powrd.store import processed, queries, resolution, row_counts
+from powrd.store import processed, queries, resolution
 from powrd.store.rows import Processed
 
 PROCESSED_TABLES = tuple(table for table, _ in processed.OWNED)
@@ -52,6 +52,3 @@ def rebuild(conn: apsw.Connection, items: Iterable[tuple[int, Event, Processed]]
         "DELETE FROM fetch_queue WHERE NOT EXISTS"
         " (SELECT 1 FROM dependencies d WHERE d.coordinate = fetch_queue.coordinate)"
     )
-    # The triggers kept the counts through the rebuild; recounting also repairs a store
-    # whose counts went wrong some other way (edited by hand, restored in part).
-    row_counts.recount(conn)

@@ -14,7 +14,6 @@ from powrd.store.schema import LATEST_VERSION
 from powrd.store.store import Store
 from powrd.sync.pipeline import Pipeline
 from tests.support.corpus import generate_corpus
-from tests.support.schema_versions import undo_kept_counts
 
 NOW = 1_800_000_000
 
@@ -35,7 +34,6 @@ def as_version_4(path: Path) -> None:
     """Put back every tag element and the indexes version 4 had, and its version number."""
     conn = apsw.Connection(str(path))
     with conn:
-        undo_kept_counts(conn)
         for seq, raw in list(conn.execute("SELECT seq, raw_event FROM nostr_events")):
             conn.execute("DELETE FROM event_tags WHERE event_seq = ?", (seq,))
             conn.executemany(
