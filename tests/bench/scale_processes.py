@@ -45,8 +45,6 @@ def stored_events(directory: Path) -> int:
     conn = open_reader_connection(directory / "powrd.db")
     try:
         return int(queries.counts(conn)["events"])
-    except apsw.SQLError:  # a store older than the kept counts (schema version 6)
-        return queries.count(conn, "SELECT count(*) FROM nostr_events")
     finally:
         conn.close()
 
