@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import queue
 import threading
 import time
@@ -188,6 +189,7 @@ class Writer:
                 outcomes = self._attempt(jobs)
             except apsw.FullError as error:
                 self._rollback()
+                self._checkpoint()
                 if self._closing.is_set():
                     self._fail(jobs, error)
                     return
@@ -236,6 +238,13 @@ class Writer:
             self.stats.failed_commits += 1
             raise
         return outcomes
+
+    def _checkpoint(self) -> None:
+        """Copy the write-ahead log into the database and truncate it: on a full disk
+        the log's committed pages are space the retry may need (best effort)."""
+        # Still full, or a reader holds the log: the retry waits as before.
+        with contextlib.suppress(apsw.Error):
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def _rollback(self) -> None:
         if not self.conn.getautocommit():
