@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import apsw
@@ -57,7 +58,7 @@ class Store:
         """
         with self._guard:
             for conn in self._all_readers:
-                conn.close()
+                _close_reader(conn)
             self._all_readers.clear()
         self.writer.stop()
         self._lock.release()
@@ -70,3 +71,23 @@ class Store:
 
 
 __all__ = ["Store", "StoreError"]
+
+
+READER_BUSY_WAIT_SECONDS = 5.0
+
+
+def _close_reader(conn: apsw.Connection) -> None:
+    """Close a reader, waiting for a query another thread still runs on it to end.
+
+    A reader can still be in use at shutdown by a worker thread (a local relay query or a
+    negentropy items read whose caller was cancelled); its query ends on its own.
+    """
+    deadline = time.monotonic() + READER_BUSY_WAIT_SECONDS
+    while True:
+        try:
+            conn.close()
+            return
+        except apsw.ThreadingViolationError:
+            if time.monotonic() >= deadline:
+                return  # left to the garbage collector; the writer still closes last
+            time.sleep(0.01)
