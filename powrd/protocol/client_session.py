@@ -12,7 +12,7 @@ A subscription is ``stored`` while its driver reads the store, then ``live`` (af
 EOSE). Events committed while it is ``stored`` are held (a bounded number) and sent
 after EOSE unless the stored read already saw them: the driver reports the highest
 store sequence number its read could see, and every live event carries its own.
-The frames themselves are built in :mod:`powrd.protocol.server_frames`; NIP-77 messages
+The frames themselves are built in :mod:`powrd.protocol.messages`; NIP-77 messages
 are parsed (and answered) with :mod:`powrd.protocol.negentropy_messages`.
 """
 
@@ -34,6 +34,12 @@ from powrd.protocol.messages import (
     ClientReq,
     MalformedFrame,
     byte_length,
+    closed_frame,
+    count_frame,
+    eose_frame,
+    event_frame,
+    notice_frame,
+    ok_frame,
     parse_client_message,
 )
 from powrd.protocol.negentropy_messages import (
@@ -44,14 +50,6 @@ from powrd.protocol.negentropy_messages import (
     parse_negentropy_client_message,
 )
 from powrd.protocol.reasons import Rejected
-from powrd.protocol.server_frames import (
-    closed_frame,
-    count_frame,
-    eose_frame,
-    event_frame,
-    notice_frame,
-    ok_frame,
-)
 
 NEGENTROPY_DISABLED = "blocked: negentropy not enabled"
 AUTH_NOT_USED = "blocked: this relay does not ask for AUTH"

@@ -61,7 +61,7 @@ class EventMessage:
     size: int
 
     def to_frame(self) -> str:
-        return f'["EVENT",{dumps(self.subscription_id)},{dumps(self.event)}]'
+        return event_frame(self.subscription_id, dumps(self.event))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,7 @@ class EoseMessage:
     subscription_id: str
 
     def to_frame(self) -> str:
-        return dumps(["EOSE", self.subscription_id])
+        return eose_frame(self.subscription_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ class OkMessage:
     message: str
 
     def to_frame(self) -> str:
-        return dumps(["OK", self.event_id, self.accepted, self.message])
+        return ok_frame(self.event_id, self.accepted, self.message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +94,7 @@ class ClosedMessage:
     message: str
 
     def to_frame(self) -> str:
-        return dumps(["CLOSED", self.subscription_id, self.message])
+        return closed_frame(self.subscription_id, self.message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +104,7 @@ class NoticeMessage:
     message: str
 
     def to_frame(self) -> str:
-        return dumps(["NOTICE", self.message])
+        return notice_frame(self.message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +114,7 @@ class AuthMessage:
     challenge: str
 
     def to_frame(self) -> str:
-        return dumps(["AUTH", self.challenge])
+        return auth_frame(self.challenge)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +126,7 @@ class CountMessage:
     approximate: bool = False
 
     def to_frame(self) -> str:
-        body: dict[str, Any] = {"count": self.count}
-        if self.approximate:
-            body["approximate"] = True
-        return dumps(["COUNT", self.subscription_id, body])
+        return count_frame(self.subscription_id, self.count, approximate=self.approximate)
 
 
 RelayMessage = (
@@ -203,7 +200,44 @@ class ClientCount:
 ClientMessage = ClientReq | ClientClose | ClientEvent | ClientAuth | ClientCount
 
 
-# ---------------------------------------------------------------- builders
+# ---------------------------------------------------------------- builders, relay -> client
+# The local relay endpoint sends these; the relay messages above render themselves with
+# them. Events are embedded as the JSON they were stored as, byte for byte.
+
+
+def event_frame(sub_id: str, raw_event: str) -> str:
+    """``["EVENT", sub, event]`` around an event already serialized (sent byte for byte)."""
+    return f'["EVENT",{dumps(sub_id)},{raw_event}]'
+
+
+def eose_frame(sub_id: str) -> str:
+    return dumps(["EOSE", sub_id])
+
+
+def ok_frame(event_id: str, accepted: bool, message: str) -> str:
+    return dumps(["OK", event_id, accepted, message])
+
+
+def closed_frame(sub_id: str, message: str) -> str:
+    return dumps(["CLOSED", sub_id, message])
+
+
+def notice_frame(message: str) -> str:
+    return dumps(["NOTICE", message])
+
+
+def auth_frame(challenge: str) -> str:
+    return dumps(["AUTH", challenge])
+
+
+def count_frame(sub_id: str, count: int, *, approximate: bool = False) -> str:
+    body: dict[str, Any] = {"count": count}
+    if approximate:
+        body["approximate"] = True
+    return dumps(["COUNT", sub_id, body])
+
+
+# ---------------------------------------------------------------- builders, client -> relay
 
 
 def req(sub_id: str, filters: Iterable[Filter]) -> str:
