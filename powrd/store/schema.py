@@ -289,6 +289,46 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX record_sets_coordinate;
     DROP INDEX workout_records_author_start;
     """,
+    # 6: workout_records.event_id loses its UNIQUE index: nostr_events.id already keeps
+    # ids unique, no query looks a record up by it, and in a big store each new record
+    # wrote a random page of that index (with the WAL, twice). Foreign keys are off while
+    # migrations run (see migrate), so dropping the old table cascades nowhere.
+    """
+    CREATE TABLE workout_records_v6 (
+        event_seq           INTEGER PRIMARY KEY REFERENCES nostr_events (seq) ON DELETE CASCADE,
+        event_id            TEXT    NOT NULL,
+        pubkey              TEXT    NOT NULL,
+        kind                INTEGER NOT NULL,
+        title               TEXT    NOT NULL,
+        type                TEXT,
+        start               INTEGER,
+        "end"               INTEGER,
+        completed           INTEGER,
+        rounds_completed    INTEGER,
+        interval            INTEGER,
+        template_coordinate TEXT,
+        template_relay      TEXT,
+        prs                 TEXT    NOT NULL,   -- JSON array of raw pr values
+        hashtags            TEXT    NOT NULL,
+        content             TEXT    NOT NULL,
+        created_at          INTEGER NOT NULL,
+        activity            TEXT,
+        metrics             TEXT    NOT NULL DEFAULT '{}',
+        unreadable          TEXT    NOT NULL DEFAULT '[]'
+    );
+    INSERT INTO workout_records_v6 (
+        event_seq, event_id, pubkey, kind, title, type, start, "end", completed,
+        rounds_completed, interval, template_coordinate, template_relay, prs, hashtags,
+        content, created_at, activity, metrics, unreadable
+    )
+    SELECT
+        event_seq, event_id, pubkey, kind, title, type, start, "end", completed,
+        rounds_completed, interval, template_coordinate, template_relay, prs, hashtags,
+        content, created_at, activity, metrics, unreadable
+    FROM workout_records;
+    DROP TABLE workout_records;
+    ALTER TABLE workout_records_v6 RENAME TO workout_records;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)
