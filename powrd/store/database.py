@@ -46,7 +46,7 @@ def _configure(conn: apsw.Connection, *, readonly: bool) -> None:
     conn.execute("PRAGMA foreign_keys = ON")
     if not readonly:
         conn.execute("PRAGMA synchronous = NORMAL")
-        page_size = conn.execute("PRAGMA page_size").fetchall()[0][0]
+        page_size = int(conn.pragma("page_size"))
         conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_BYTES // page_size}")
     cache_kib = READER_CACHE_KIB if readonly else WRITER_CACHE_KIB
     conn.execute(f"PRAGMA cache_size = -{cache_kib}")
