@@ -5,17 +5,11 @@ half a second cold, and it grows with the store. ``status`` must answer within 1
 at any size, so past :data:`BACKGROUND_FROM_EVENTS` events it answers with the latest
 finished count (``counts.as_of_s`` says how old) while a new one runs on a thread of its
 own. Below that size counting takes a few milliseconds and is done on the spot, exact.
-
-A background count is not started again before the last one's duration times
-``1 / MAX_BUSY_SHARE - 1`` has passed: a client polling ``status`` during an ingest into
-a store of a million events (each count about 0.15 s of CPU, and every commit makes the
-last one stale) kept a third of a core counting; now at most a twentieth.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -31,27 +25,16 @@ BACKGROUND_FROM_EVENTS = 200_000
 # A background count older than this is redone even if no ingest commit marked it stale
 # (outbox and fetch-queue changes do not pass through the ingest pipeline).
 MAX_AGE_SECONDS = 5.0
-# The most of one core background counting may take, averaged over a count and the pause
-# after it.
-MAX_BUSY_SHARE = 0.05
 
 
 class StatusCounts:
     """Latest counts of a store; see the module docstring."""
 
-    def __init__(
-        self,
-        store: Store,
-        *,
-        background_from_events: int = BACKGROUND_FROM_EVENTS,
-        clock: Callable[[], float] = time.monotonic,
-    ):
+    def __init__(self, store: Store, *, background_from_events: int = BACKGROUND_FROM_EVENTS):
         self.store = store
         self.background_from_events = background_from_events
-        self.clock = clock
         self._latest: dict[str, Any] | None = None
         self._counted_at = 0.0
-        self._cost = 0.0  # how long the last count took
         self._stale = True
         self._running: Future[None] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="powrd-counts")
@@ -66,32 +49,24 @@ class StatusCounts:
         if latest is None or latest["events"] < self.background_from_events:
             self._count()  # a few milliseconds: always exact
             latest, counted_at = self._latest, self._counted_at
-        elif self._running is None and self._may_count_again():
+        elif self._running is None and (
+            self._stale or time.monotonic() - self._counted_at >= MAX_AGE_SECONDS
+        ):
             # The answer is the count finished before this call, whenever the new one ends.
             self._stale = False
             self._running = self._executor.submit(self._count)
             self._running.add_done_callback(self._finished)
         assert latest is not None
-        return {**latest, "as_of_s": round(self.clock() - counted_at, 3)}
-
-    def _may_count_again(self) -> bool:
-        age = self.clock() - self._counted_at
-        pause = self._cost * (1 / MAX_BUSY_SHARE - 1)
-        return (self._stale or age >= MAX_AGE_SECONDS) and age >= pause
+        return {**latest, "as_of_s": round(time.monotonic() - counted_at, 3)}
 
     def close(self) -> None:
         """Wait for a count in progress and stop the thread (before the store closes)."""
         self._executor.shutdown(wait=True)
 
     def _count(self) -> None:
-        started = self.clock()
-        figures = self._figures()
-        self._counted_at = self.clock()
-        self._latest, self._cost = figures, self._counted_at - started
-
-    def _figures(self) -> dict[str, Any]:
         # On the worker thread this uses that thread's own read connection.
-        return queries.counts(self.store.reader())
+        figures = queries.counts(self.store.reader())
+        self._latest, self._counted_at = figures, time.monotonic()
 
     def _finished(self, future: Future[None]) -> None:
         self._running = None
