@@ -1,4 +1,4 @@
-"""Migration 6: a version-5 store's records, with their sets, survive the table rebuild."""
+"""Migrations 6 and 7: a version-5 store's records and sets survive the table rebuild."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from powrd.store.schema import LATEST_VERSION, MIGRATIONS
 from powrd.store.store import Store
 from powrd.sync.pipeline import Pipeline
 from tests.support.corpus import generate_corpus
+from tests.support.old_stores import undo_row_counts
 
 NOW = 1_800_000_000
 RECORD_TABLES = ("workout_records", "record_sets", "dependency_refs")
@@ -19,7 +20,7 @@ RECORD_TABLES = ("workout_records", "record_sets", "dependency_refs")
 
 def snapshot(conn: apsw.Connection) -> dict[str, list[object]]:
     return {
-        table: list(conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2"))  # noqa: S608
+        table: list(conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2"))
         for table in RECORD_TABLES
     }
 
@@ -33,6 +34,7 @@ def as_version_5(path: Path) -> None:
     conn = apsw.Connection(str(path))
     with conn:
         conn.execute("CREATE UNIQUE INDEX workout_records_event_id ON workout_records (event_id)")
+        undo_row_counts(conn)
         conn.execute("PRAGMA user_version = 5")
     conn.close()
 
