@@ -8,7 +8,6 @@ from pathlib import Path
 
 import apsw
 
-from powrd.store.checkpointer import Checkpointer
 from powrd.store.database import (
     StoreError,
     WriterLock,
@@ -35,17 +34,10 @@ class Store:
         except BaseException:
             self._lock.release()
             raise
-        try:
-            self.checkpointer = Checkpointer(path, conn)
-        except BaseException:
-            conn.close()
-            self._lock.release()
-            raise
         self.writer = Writer(conn, max_batch=max_batch)
         self._readers = threading.local()
         self._all_readers: list[apsw.Connection] = []
         self._guard = threading.Lock()
-        self.checkpointer.start()
         self.writer.start()
 
     def reader(self) -> apsw.Connection:
@@ -61,7 +53,7 @@ class Store:
     def close(self) -> None:
         """Commit what is queued, stop the writer, close every connection.
 
-        Readers close first and the checkpointer's connection last, so that SQLite
+        Readers close first, so the writer's connection is the last one and SQLite
         checkpoints and removes the -wal and -shm files.
         """
         with self._guard:
@@ -69,7 +61,6 @@ class Store:
                 _close_reader(conn)
             self._all_readers.clear()
         self.writer.stop()
-        self.checkpointer.close()
         self._lock.release()
 
     def __enter__(self) -> Store:
