@@ -29,10 +29,9 @@ from powrd.protocol.validate import Policy
 from powrd.serve import backend as relay_backend
 from powrd.serve.server import LocalRelayServer
 from powrd.service import hardening, memory
-from powrd.service.counts import StatusCounts
 from powrd.service.methods import build_methods
 from powrd.service.notify import Notifier, watchdog_interval, watchdog_loop
-from powrd.store import fetchqueue, outbox
+from powrd.store import fetchqueue, outbox, queries
 from powrd.store import ingest as store_ingest
 from powrd.store.database import StoreError
 from powrd.store.ingest import BatchResult
@@ -75,7 +74,6 @@ class Daemon:
         self.publisher: Publisher | None = None
         self.cache = QueryCache(config.cache.max_entries, config.cache.max_bytes)
         self.media: MediaFetcher | None = None
-        self.status_counts: StatusCounts | None = None
         self.workers: dict[str, tuple[RelayWorker, asyncio.Task[None]]] = {}
         self.control: ControlServer | None = None
         self.local_relay: LocalRelayServer | None = None
@@ -110,8 +108,6 @@ class Daemon:
             on_commit=self._on_commit,
         )
         self.commit_listeners.append(lambda batch: self.cache.invalidate(batch.changed))
-        self.status_counts = StatusCounts(self.store)
-        self.commit_listeners.append(lambda batch: self.status_counts.changed())
         self.media = MediaFetcher(self.store, media_settings(self.config), self.own_pubkeys)
         self.commit_listeners.append(self.media.on_commit)
         await self.store.writer.run(outbox.release_sent)
@@ -196,8 +192,6 @@ class Daemon:
             await self.control.close()
         if self.local_relay is not None:
             await self.local_relay.close()
-        if self.status_counts is not None:
-            await asyncio.to_thread(self.status_counts.close)
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
         self.state = "stopped"
@@ -452,7 +446,7 @@ class Daemon:
             "uptime_s": round(time.monotonic() - self.started_at, 3),
             "health": self.health(),
             "relays": self.relay_entries(),
-            "counts": self.status_counts.get() if self.status_counts else {},
+            "counts": queries.counts(self.store.reader()),
             "cache": self.cache.stats().as_dict(),
             "media": self.media.status() if self.media is not None else {"enabled": False},
             "memory": memory.usage(len(self.pipeline.seen) if self.pipeline is not None else 0),

@@ -35,27 +35,24 @@ def count(conn: apsw.Connection, sql: str, args: tuple[Any, ...] = ()) -> int:
 
 
 def counts(conn: apsw.Connection) -> dict[str, Any]:
-    """The figures ``status`` reports."""
-
-    def one(sql: str) -> int:
-        return count(conn, sql)
-
+    """The figures ``status`` reports: the big tables' from the counts triggers keep."""
+    rows = dict(conn.execute("SELECT name, n FROM row_counts"))
     by_kind = {
         str(kind): n
-        for kind, n in conn.execute(
-            "SELECT kind, count(*) FROM nostr_events WHERE current = 1 GROUP BY kind"
-        )
+        for kind, n in conn.execute("SELECT kind, n FROM current_events WHERE n > 0 ORDER BY kind")
     }
     return {
-        "events": one("SELECT count(*) FROM nostr_events"),
+        "events": rows["nostr_events"],
         "by_kind": by_kind,
-        "exercises": one("SELECT count(*) FROM exercise_definitions"),
-        "templates": one("SELECT count(*) FROM templates"),
-        "records": one("SELECT count(*) FROM workout_records"),
-        "incomplete_templates": one("SELECT count(*) FROM incomplete_templates"),
-        "fetch_pending": one("SELECT count(*) FROM fetch_queue WHERE state != 'not_found'"),
-        "outbox_pending": one("SELECT count(*) FROM outbox WHERE done = 0"),
-        "rejected": one("SELECT count(*) FROM rejected_events"),
+        "exercises": rows["exercise_definitions"],
+        "templates": rows["templates"],
+        "records": rows["workout_records"],
+        "incomplete_templates": rows["incomplete_templates"],
+        # Small tables: the fetch queue holds what is missing, the outbox what is unsent,
+        # the rejected log at most [store].rejected_log_max rows.
+        "fetch_pending": count(conn, "SELECT count(*) FROM fetch_queue WHERE state != 'not_found'"),
+        "outbox_pending": count(conn, "SELECT count(*) FROM outbox WHERE done = 0"),
+        "rejected": count(conn, "SELECT count(*) FROM rejected_events"),
     }
 
 

@@ -289,6 +289,99 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX record_sets_coordinate;
     DROP INDEX workout_records_author_start;
     """,
+    # 6: workout_records.event_id loses its UNIQUE index: nostr_events.id already keeps
+    # ids unique, no query looks a record up by it, and in a big store each new record
+    # wrote a random page of that index (with the WAL, twice). Foreign keys are off while
+    # migrations run (see migrate), so dropping the old table cascades nowhere.
+    """
+    CREATE TABLE workout_records_v6 (
+        event_seq           INTEGER PRIMARY KEY REFERENCES nostr_events (seq) ON DELETE CASCADE,
+        event_id            TEXT    NOT NULL,
+        pubkey              TEXT    NOT NULL,
+        kind                INTEGER NOT NULL,
+        title               TEXT    NOT NULL,
+        type                TEXT,
+        start               INTEGER,
+        "end"               INTEGER,
+        completed           INTEGER,
+        rounds_completed    INTEGER,
+        interval            INTEGER,
+        template_coordinate TEXT,
+        template_relay      TEXT,
+        prs                 TEXT    NOT NULL,   -- JSON array of raw pr values
+        hashtags            TEXT    NOT NULL,
+        content             TEXT    NOT NULL,
+        created_at          INTEGER NOT NULL,
+        activity            TEXT,
+        metrics             TEXT    NOT NULL DEFAULT '{}',
+        unreadable          TEXT    NOT NULL DEFAULT '[]'
+    );
+    INSERT INTO workout_records_v6 (
+        event_seq, event_id, pubkey, kind, title, type, start, "end", completed,
+        rounds_completed, interval, template_coordinate, template_relay, prs, hashtags,
+        content, created_at, activity, metrics, unreadable
+    )
+    SELECT
+        event_seq, event_id, pubkey, kind, title, type, start, "end", completed,
+        rounds_completed, interval, template_coordinate, template_relay, prs, hashtags,
+        content, created_at, activity, metrics, unreadable
+    FROM workout_records;
+    DROP TABLE workout_records;
+    ALTER TABLE workout_records_v6 RENAME TO workout_records;
+    """,
+    # 7: the figures ``status`` reports are kept by triggers as rows change, instead of
+    # counted by scanning (a quarter of a second at a million events, and stale at once
+    # during an ingest). ``current_events`` is per kind, current versions only.
+    """
+    CREATE TABLE row_counts (
+        name TEXT    PRIMARY KEY,
+        n    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE current_events (
+        kind INTEGER PRIMARY KEY,
+        n    INTEGER NOT NULL
+    );
+    INSERT INTO row_counts (name, n)
+        SELECT 'nostr_events', count(*) FROM nostr_events
+        UNION ALL SELECT 'exercise_definitions', count(*) FROM exercise_definitions
+        UNION ALL SELECT 'templates', count(*) FROM templates
+        UNION ALL SELECT 'workout_records', count(*) FROM workout_records
+        UNION ALL SELECT 'incomplete_templates', count(*) FROM incomplete_templates;
+    INSERT INTO current_events (kind, n)
+        SELECT kind, count(*) FROM nostr_events WHERE current = 1 GROUP BY kind;
+
+    CREATE TRIGGER nostr_events_counted_in AFTER INSERT ON nostr_events BEGIN
+        UPDATE row_counts SET n = n + 1 WHERE name = 'nostr_events';
+        INSERT INTO current_events (kind, n) VALUES (NEW.kind, NEW.current)
+            ON CONFLICT (kind) DO UPDATE SET n = n + NEW.current;
+    END;
+    CREATE TRIGGER nostr_events_counted_out AFTER DELETE ON nostr_events BEGIN
+        UPDATE row_counts SET n = n - 1 WHERE name = 'nostr_events';
+        UPDATE current_events SET n = n - OLD.current WHERE kind = OLD.kind;
+    END;
+    CREATE TRIGGER nostr_events_counted_current AFTER UPDATE OF current ON nostr_events
+        WHEN OLD.current IS NOT NEW.current BEGIN
+        UPDATE current_events SET n = n - OLD.current WHERE kind = OLD.kind;
+        INSERT INTO current_events (kind, n) VALUES (NEW.kind, NEW.current)
+            ON CONFLICT (kind) DO UPDATE SET n = n + NEW.current;
+    END;
+    CREATE TRIGGER exercise_definitions_counted_in AFTER INSERT ON exercise_definitions
+        BEGIN UPDATE row_counts SET n = n + 1 WHERE name = 'exercise_definitions'; END;
+    CREATE TRIGGER exercise_definitions_counted_out AFTER DELETE ON exercise_definitions
+        BEGIN UPDATE row_counts SET n = n - 1 WHERE name = 'exercise_definitions'; END;
+    CREATE TRIGGER templates_counted_in AFTER INSERT ON templates
+        BEGIN UPDATE row_counts SET n = n + 1 WHERE name = 'templates'; END;
+    CREATE TRIGGER templates_counted_out AFTER DELETE ON templates
+        BEGIN UPDATE row_counts SET n = n - 1 WHERE name = 'templates'; END;
+    CREATE TRIGGER workout_records_counted_in AFTER INSERT ON workout_records
+        BEGIN UPDATE row_counts SET n = n + 1 WHERE name = 'workout_records'; END;
+    CREATE TRIGGER workout_records_counted_out AFTER DELETE ON workout_records
+        BEGIN UPDATE row_counts SET n = n - 1 WHERE name = 'workout_records'; END;
+    CREATE TRIGGER incomplete_templates_counted_in AFTER INSERT ON incomplete_templates
+        BEGIN UPDATE row_counts SET n = n + 1 WHERE name = 'incomplete_templates'; END;
+    CREATE TRIGGER incomplete_templates_counted_out AFTER DELETE ON incomplete_templates
+        BEGIN UPDATE row_counts SET n = n - 1 WHERE name = 'incomplete_templates'; END;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -214,9 +214,14 @@ class Writer:
         """Run the batch in one transaction; raises if the batch as a whole failed."""
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
+        # A savepoint keeps one operation's failure from undoing the others. An operation
+        # alone in its batch needs none (rolling the transaction back undoes it), and it
+        # spares copying every page it changes into the savepoint's journal.
+        alone = len(jobs) == 1
         outcomes: list[_Outcome] = []
         for job in jobs:
-            conn.execute("SAVEPOINT op")
+            if not alone:
+                conn.execute("SAVEPOINT op")
             try:
                 value = job.operation(conn)
             except apsw.FullError:
@@ -226,11 +231,15 @@ class Writer:
                     # SQLite already rolled the whole transaction back (I/O error,
                     # corruption): no operation of this batch can be committed.
                     raise
+                if alone:
+                    conn.execute("ROLLBACK")
+                    return [(job, None, error)]
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
                 outcomes.append((job, None, error))
             else:
-                conn.execute("RELEASE op")
+                if not alone:
+                    conn.execute("RELEASE op")
                 outcomes.append((job, value, None))
         try:
             conn.execute("COMMIT")

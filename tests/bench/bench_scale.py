@@ -12,7 +12,8 @@ the way a user runs the daemon:
    by ``powrd run`` into an empty store and into a copy of store A, alternately. Each
    pair is timed twice over: until ``status`` reports the expected count (polled every
    50 ms, as a client would), and until the daemon's file holds every expected id (read
-   from this process, so the daemon answers no ``status``, whose counts cost it time).
+   from this process, so the daemon answers no ``status``: the event count the store
+   keeps, then the ids once the count is reached).
 5. Memory: ``powrd run`` backfills the whole filler from in-process relays into an empty
    store while its RSS is sampled every 0.5 s. nostr-sdk's relay keeps only 75,000
    events, so the filler's authors are spread over one relay per 60,000 events.
@@ -164,8 +165,8 @@ def status_reached(total: int) -> Callable[[RunningDaemon], bool]:
     return done
 
 
-def store_holds(ids: list[str]) -> Callable[[RunningDaemon], bool]:
-    return lambda daemon: daemon.store.holds_all(ids)
+def store_holds(ids: list[str], total: int) -> Callable[[RunningDaemon], bool]:
+    return lambda daemon: daemon.store.holds_all(ids, total)
 
 
 async def step_flat(workdir: Path, store_a: Path, args: argparse.Namespace, results: Results,
@@ -190,7 +191,8 @@ async def step_flat(workdir: Path, store_a: Path, args: argparse.Namespace, resu
                     profile = (profile_dir / f"{name}.prof"
                                if profile_dir and repeat == 0 else None)
                     total = len(expected) + (int(base) if kind == "full" else 0)
-                    done = status_reached(total) if mode == "status" else store_holds(expected)
+                    done = (status_reached(total) if mode == "status"
+                            else store_holds(expected, total))
                     seconds = await _flat_once(workdir, store_a if kind == "full" else None,
                                                relay.url, authors, done, profile, name)
                     rates.setdefault(name, []).append(len(expected) / seconds)

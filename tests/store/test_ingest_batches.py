@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from powrd.library.process import process
 from powrd.protocol import reasons
 from powrd.protocol.event import loads, parse_event
-from powrd.store import ingest
+from powrd.store import ingest, queries
 from powrd.store.database import migrate
 from powrd.store.ingest import DUPLICATE, REJECTED, STORED, SUPERSEDED, BatchResult, IngestItem
 from powrd.store.rebuild import snapshot
@@ -32,6 +32,7 @@ from tests.support.events import (
     make_record,
     make_template,
 )
+from tests.support.scanned_counts import scanned_counts
 
 NOW = 1_800_000_000
 T0 = 1_700_000_000
@@ -119,6 +120,9 @@ def assert_same_as_one_at_a_time(batches: Sequence[Sequence[str]]) -> tuple[apsw
     expected = ingest_batches(oracle, batches, oracle=True)
     assert [summary(r) for r in got] == [summary(r) for r in expected]
     assert dump(batched) == dump(oracle)
+    # The counts the store keeps by triggers agree with counting by scanning.
+    assert queries.counts(batched) == scanned_counts(batched)
+    assert queries.counts(oracle) == scanned_counts(oracle)
     return batched, got
 
 

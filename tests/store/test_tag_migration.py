@@ -15,6 +15,7 @@ from powrd.store.schema import LATEST_VERSION
 from powrd.store.store import Store
 from powrd.sync.pipeline import Pipeline
 from tests.support.corpus import generate_corpus
+from tests.support.old_stores import undo_row_counts
 
 NOW = 1_800_000_000
 
@@ -52,6 +53,7 @@ def as_version_4(path: Path) -> None:
         conn.execute(
             "CREATE INDEX workout_records_author_start ON workout_records (pubkey, start)"
         )
+        undo_row_counts(conn)
         conn.execute("PRAGMA user_version = 4")
     conn.close()
 
