@@ -124,6 +124,36 @@ def test_a_failing_operation_fails_alone(tmp_path: Path) -> None:
         writer.stop()
 
 
+def test_a_failure_inside_a_shared_batch_undoes_only_itself(tmp_path: Path) -> None:
+    writer = open_writer(tmp_path)
+    try:
+        gate: concurrent.futures.Future[None] = concurrent.futures.Future()
+        running: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def hold(conn: apsw.Connection) -> None:
+            running.set_result(None)
+            gate.result(timeout=5)  # keep the writer busy so the next three share a batch
+
+        def broken(conn: apsw.Connection) -> None:
+            conn.execute("INSERT INTO item (n, payload) VALUES (2, 'y')")
+            raise ValueError("bad operation")
+
+        first = writer.submit(hold)
+        running.result(timeout=5)
+        transactions = writer.stats.transactions
+        batch = [writer.submit(insert(1)), writer.submit(broken), writer.submit(insert(3))]
+        gate.set_result(None)
+        first.result(timeout=5)
+        assert batch[0].result(timeout=5) == 1 and batch[2].result(timeout=5) == 3
+        with pytest.raises(ValueError, match="bad operation"):
+            batch[1].result(timeout=5)
+        # The held operation's transaction, then the three in one: committed once.
+        assert writer.stats.transactions == transactions + 2
+        assert stored(writer) == [1, 3]
+    finally:
+        writer.stop()
+
+
 def test_a_transaction_sqlite_rolled_back_fails_the_whole_batch_and_the_writer_goes_on(
     tmp_path: Path,
 ) -> None:
