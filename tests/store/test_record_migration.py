@@ -6,13 +6,10 @@ from pathlib import Path
 
 import apsw
 
-from powrd.protocol.event import loads
-from powrd.protocol.validate import Policy
 from powrd.store.schema import LATEST_VERSION, MIGRATIONS
 from powrd.store.store import Store
-from powrd.sync.pipeline import Pipeline
 from tests.support.corpus import generate_corpus
-from tests.support.old_stores import undo_row_counts
+from tests.support.old_stores import stored, undo_row_counts
 
 NOW = 1_800_000_000
 RECORD_TABLES = ("workout_records", "record_sets", "dependency_refs")
@@ -43,10 +40,7 @@ def test_a_version_5_store_keeps_its_records_and_sets(tmp_path: Path) -> None:
     assert LATEST_VERSION == len(MIGRATIONS) >= 6
     events = generate_corpus(300, 3, seed=8)
     path = tmp_path / "powrd.db"
-    with Store(path) as store:
-        pipeline = Pipeline(store, Policy(max_event_bytes=131072, max_future_seconds=900),
-                            clock=lambda: NOW)
-        pipeline.submit_blocking("test", [(loads(e), len(e.encode())) for e in events])
+    with stored(path, events) as store:
         fresh = snapshot(store.reader())
         assert unique_indexes(store.reader()) == []
     assert all(fresh[table] for table in RECORD_TABLES)  # the corpus has records with sets

@@ -8,14 +8,12 @@ import apsw
 
 from powrd.protocol.event import dumps, loads
 from powrd.protocol.filters import Filter
-from powrd.protocol.validate import Policy
 from powrd.store import queries
 from powrd.store.raw_events import unpack
 from powrd.store.schema import LATEST_VERSION
 from powrd.store.store import Store
-from powrd.sync.pipeline import Pipeline
 from tests.support.corpus import generate_corpus
-from tests.support.old_stores import undo_row_counts
+from tests.support.old_stores import stored, undo_row_counts
 
 NOW = 1_800_000_000
 
@@ -61,10 +59,7 @@ def as_version_4(path: Path) -> None:
 def test_a_version_4_store_migrates_and_answers_the_same(tmp_path: Path) -> None:
     events = generate_corpus(300, 3, seed=5)
     path = tmp_path / "powrd.db"
-    with Store(path) as store:
-        pipeline = Pipeline(store, Policy(max_event_bytes=131072, max_future_seconds=900),
-                            clock=lambda: NOW)
-        pipeline.submit_blocking("test", [(loads(e), len(e.encode())) for e in events])
+    with stored(path, events) as store:
         fresh = answers(store.reader(), events)
         fresh_tags = list(store.reader().execute("SELECT * FROM event_tags ORDER BY 1, 2"))
     as_version_4(path)

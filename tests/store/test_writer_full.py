@@ -124,22 +124,29 @@ def test_a_failing_operation_fails_alone(tmp_path: Path) -> None:
         writer.stop()
 
 
+def hold(writer: Writer) -> tuple[concurrent.futures.Future[None], concurrent.futures.Future[None]]:
+    """Keep the writer busy until the gate returned is set, so that what is submitted
+    meanwhile shares one batch; also returns the holding operation's future."""
+    gate: concurrent.futures.Future[None] = concurrent.futures.Future()
+    running: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def operation(conn: apsw.Connection) -> None:
+        running.set_result(None)
+        gate.result(timeout=5)
+
+    held = writer.submit(operation)
+    running.result(timeout=5)
+    return gate, held
+
+
 def test_a_failure_inside_a_shared_batch_undoes_only_itself(tmp_path: Path) -> None:
     writer = open_writer(tmp_path)
     try:
-        gate: concurrent.futures.Future[None] = concurrent.futures.Future()
-        running: concurrent.futures.Future[None] = concurrent.futures.Future()
-
-        def hold(conn: apsw.Connection) -> None:
-            running.set_result(None)
-            gate.result(timeout=5)  # keep the writer busy so the next three share a batch
-
         def broken(conn: apsw.Connection) -> None:
             conn.execute("INSERT INTO item (n, payload) VALUES (2, 'y')")
             raise ValueError("bad operation")
 
-        first = writer.submit(hold)
-        running.result(timeout=5)
+        gate, first = hold(writer)
         transactions = writer.stats.transactions
         batch = [writer.submit(insert(1)), writer.submit(broken), writer.submit(insert(3))]
         gate.set_result(None)
@@ -159,15 +166,7 @@ def test_a_transaction_sqlite_rolled_back_fails_the_whole_batch_and_the_writer_g
 ) -> None:
     writer = open_writer(tmp_path)
     try:
-        gate: concurrent.futures.Future[None] = concurrent.futures.Future()
-        running: concurrent.futures.Future[None] = concurrent.futures.Future()
-
-        def hold(conn: apsw.Connection) -> None:
-            running.set_result(None)
-            gate.result(timeout=5)  # keep the writer busy so the next two share a batch
-
-        first = writer.submit(hold)
-        running.result(timeout=5)
+        gate, first = hold(writer)
         before = writer.submit(insert(1))
 
         def ends_transaction(conn: apsw.Connection) -> None:

@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import apsw
+
+from powrd.protocol.event import loads
+from powrd.protocol.validate import Policy
+from powrd.store.store import Store
+from powrd.sync.pipeline import Pipeline
+
+NOW = 1_800_000_000
+
+
+def stored(path: Path, events: list[str]) -> Store:
+    """A store at ``path`` that the pipeline gave ``events`` (close it when done)."""
+    store = Store(path)
+    pipeline = Pipeline(store, Policy(max_event_bytes=131072, max_future_seconds=900),
+                        clock=lambda: NOW)
+    pipeline.submit_blocking("test", [(loads(e), len(e.encode())) for e in events])
+    return store
 
 
 def undo_row_counts(conn: apsw.Connection) -> None:
