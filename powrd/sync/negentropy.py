@@ -32,6 +32,7 @@ from powrd.protocol.filters import Filter
 from powrd.protocol.messages import NoticeMessage
 from powrd.protocol.negentropy import NegentropyClient, NegentropyError, StorageVector
 from powrd.protocol.negentropy_messages import NegClose, NegErr, NegMsg, NegOpen
+from powrd.sync.packed_ids import PackedIds
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 # Negentropy bytes per message we send: hex doubles it, so a NEG-MSG frame stays under
@@ -70,7 +71,8 @@ class ReconcileResult:
     Attributes:
         verdict: see the module docstring.
         have: hex ids we hold and the relay lacks (complete only when RECONCILED).
-        need: hex ids the relay holds and we lack (complete only when RECONCILED).
+        need: ids the relay holds and we lack (complete only when RECONCILED): they
+            read as hex, and are kept packed, since they can number a million.
         reason: why it was not RECONCILED (the relay's text, or what went wrong).
         rounds: NEG-MSG answers received.
         bytes_sent: negentropy payload bytes sent (before hex encoding).
@@ -80,7 +82,7 @@ class ReconcileResult:
 
     verdict: Verdict
     have: list[str] = field(default_factory=list)
-    need: list[str] = field(default_factory=list)
+    need: PackedIds = field(default_factory=PackedIds)
     reason: str = ""
     rounds: int = 0
     bytes_sent: int = 0
@@ -115,7 +117,7 @@ async def reconcile_with_relay(
     started = clock()
     client = NegentropyClient(storage, frame_size_limit)
     have: list[str] = []
-    need: list[str] = []
+    need = PackedIds()
     rounds = 0
     opening = client.initiate()
     sent = len(opening)
@@ -156,7 +158,7 @@ async def reconcile_with_relay(
             await _close(channel, sub_id)
             return result(refused, f"bad negentropy message from the relay: {error}")
         have.extend(item_id.hex() for item_id in step.have)
-        need.extend(item_id.hex() for item_id in step.need)
+        need.extend(step.need)
         if step.message is None:
             await _close(channel, sub_id)
             return result(Verdict.RECONCILED)

@@ -37,6 +37,7 @@ from powrd.sync.negentropy import (
     Verdict,
     reconcile_with_relay,
 )
+from powrd.sync.packed_ids import PackedIds
 from powrd.sync.relay_connection import ConnectionLost, RelayConnection
 
 log = structlog.get_logger("powrd.sync.negentropy")
@@ -98,7 +99,7 @@ class NegentropyBackfill:
     support: NegentropySupport
     items_of: ItemsOf
     repair: Repair | None = None
-    id_fetch: Callable[[list[str]], IdFetch] = IdFetch
+    id_fetch: Callable[[PackedIds], IdFetch] = IdFetch
     _channels: dict[str, ReconcileChannel] = field(default_factory=dict)
 
     def should_try(self) -> bool:

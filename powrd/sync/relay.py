@@ -41,6 +41,7 @@ from powrd.sync.commits import CommitQueue
 from powrd.sync.id_fetch import IdFetch
 from powrd.sync.negentropy import NegentropySupport
 from powrd.sync.negentropy_backfill import NegentropyBackfill
+from powrd.sync.packed_ids import PackedIds
 from powrd.sync.pipeline import Pipeline
 from powrd.sync.plan import Scope
 from powrd.sync.publisher import RelayDelivery
@@ -313,7 +314,7 @@ class RelayWorker:
 
     # -- negentropy -------------------------------------------------------------
 
-    def _id_fetch(self, need: list[str]) -> IdFetch:
+    def _id_fetch(self, need: PackedIds) -> IdFetch:
         # Shared with the other relays' workers through the pipeline they all feed.
         return IdFetch(need, self.pipeline.fetching, self.pipeline.held)
 
