@@ -189,6 +189,7 @@ class RelayWorker:
                 self.url,
                 max_frame_bytes=settings.max_frame_bytes,
                 queue_max=settings.queue_max_events,
+                inflow=self.pipeline.inflow,
                 compression=settings.compression,
                 monotonic=self.monotonic,
                 pinned=pinned,
@@ -232,7 +233,10 @@ class RelayWorker:
             assert subscriptions is not None
             await subscriptions.committed(sync, created_at)
 
-        commits = CommitQueue(self.url, self.pipeline, self.status, committed, clock=self.clock)
+        commits = CommitQueue(
+            self.url, self.pipeline, self.status, committed, clock=self.clock,
+            discharge=connection.discharge,
+        )
         subscriptions = Subscriptions(
             connection, commits, auth, self.scopes, self.settings, self.status,
             self._load_checkpoint, self._save_checkpoint, self.throttle,
