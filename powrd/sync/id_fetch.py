@@ -39,6 +39,9 @@ class FetchClaims:
     def __len__(self) -> int:
         return len(self._owner)
 
+    def held_by(self, event_id: str, owner: object) -> bool:
+        return self._owner.get(event_id) is owner
+
     def claimed_by_other(self, event_id: str, owner: object) -> bool:
         claimant = self._owner.get(event_id)
         return claimant is not None and claimant is not owner
@@ -187,8 +190,14 @@ class IdFetch:
             self._arrived.add(event_id)
 
     def page_done(self) -> None:
-        if self._claims is not None:
-            self._claims.release(self._page - self._arrived, self)
+        claims = self._claims
+        if claims is not None:
+            claims.release(self._page - self._arrived, self)
+        # Only arrivals whose claims the pipeline has not settled yet are worth keeping
+        # (to release if the run ends first): a run of a million ids kept them all.
+        self._arrived = (
+            {i for i in self._arrived if claims.held_by(i, self)} if claims is not None else set()
+        )
         self._page = set()
         self.pages += 1
 
