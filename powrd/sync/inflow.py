@@ -21,9 +21,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-# About 5,000 events of the NIP-101e corpus: seconds of the writer's work, so it never
-# waits for the relays, while the decoded events take tens of MB, not hundreds.
-INFLOW_MAX_BYTES = 8 * 1024 * 1024
+# About 2,500 events of the NIP-101e corpus, a second of the writer's work or more, so
+# it never waits for the relays; decoded, with what is built from them, tens of MB.
+# (A 100,000-event backfill from 17 relays peaked at 166 MB with 4 MiB, 193 with 8.)
+INFLOW_MAX_BYTES = 4 * 1024 * 1024
 
 
 class Inflow:
