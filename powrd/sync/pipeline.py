@@ -30,6 +30,7 @@ from powrd.store.queries import known_ids
 from powrd.store.store import Store
 from powrd.sync.id_fetch import FetchClaims
 from powrd.sync.inflow import Inflow
+from powrd.sync.shared_items import SharedItems, from_store
 from powrd.sync.slices import TimeSlice
 
 
@@ -100,6 +101,8 @@ class Pipeline:
         self.fetching = FetchClaims()
         # Bytes of relay events received and not yet committed, bounded for all relays.
         self.inflow = Inflow()
+        # The store's negentropy items of a filter, held once for the relays reconciling it.
+        self.reconcile_items = SharedItems(from_store(store))
         # Events whose signature was checked (reported by ``status`` as events_verified):
         # an event served by several relays is verified once.
         self.verified = 0

@@ -32,7 +32,6 @@ from powrd.protocol.filters import Filter
 from powrd.protocol.negentropy import StorageVector
 from powrd.protocol.session import Dropped, Notice, Output
 from powrd.store import checkpoints, outbox
-from powrd.store.negentropy_items import negentropy_items
 from powrd.sync import backoff
 from powrd.sync.address import AddressRefused, Pinned, UnresolvableHost
 from powrd.sync.auth import Authenticator
@@ -323,11 +322,8 @@ class RelayWorker:
         return IdFetch(need, self.pipeline.fetching, self.pipeline.held)
 
     async def _negentropy_items(self, flt: Filter) -> StorageVector:
-        """The store's items for ``flt``, read and sealed off the event loop."""
-        store = self.pipeline.store
-        return await asyncio.to_thread(
-            lambda: StorageVector.seal(negentropy_items(store.reader(), flt))
-        )
+        """The store's items for ``flt`` (shared with other relays reconciling it)."""
+        return await self.pipeline.reconcile_items.items_of(flt)
 
     async def _queue_repair(self, have: list[str]) -> int:
         """Queue our own events the relay lacks to its outbox (``repair_max_events`` at most)."""
