@@ -70,7 +70,8 @@ class ReconcileResult:
 
     Attributes:
         verdict: see the module docstring.
-        have: hex ids we hold and the relay lacks (complete only when RECONCILED).
+        have: ids we hold and the relay lacks (complete only when RECONCILED), kept
+            like ``need``: a relay that holds a small part of the store lacks the rest.
         need: ids the relay holds and we lack (complete only when RECONCILED): they
             read as hex, and are kept packed, since they can number a million.
         reason: why it was not RECONCILED (the relay's text, or what went wrong).
@@ -81,7 +82,7 @@ class ReconcileResult:
     """
 
     verdict: Verdict
-    have: list[str] = field(default_factory=list)
+    have: PackedIds = field(default_factory=PackedIds)
     need: PackedIds = field(default_factory=PackedIds)
     reason: str = ""
     rounds: int = 0
@@ -116,7 +117,7 @@ async def reconcile_with_relay(
     """
     started = clock()
     client = NegentropyClient(storage, frame_size_limit)
-    have: list[str] = []
+    have = PackedIds()
     need = PackedIds()
     rounds = 0
     opening = client.initiate()
@@ -157,7 +158,7 @@ async def reconcile_with_relay(
         except NegentropyError as error:
             await _close(channel, sub_id)
             return result(refused, f"bad negentropy message from the relay: {error}")
-        have.extend(item_id.hex() for item_id in step.have)
+        have.extend(step.have)
         need.extend(step.need)
         if step.message is None:
             await _close(channel, sub_id)

@@ -140,7 +140,7 @@ class NegentropyBackfill:
             reason=result.reason or None,
         )
         if result.verdict is Verdict.RECONCILED and result.have and self.repair is not None:
-            queued = await self.repair(result.have)
+            queued = await self.repair(list(result.have))
             if queued:
                 log.info("negentropy repair queued", relay=self.url, events=queued)
         return result
