@@ -39,7 +39,8 @@ class StorageVector:
     Indexes below are positions in that order; ranges are half-open ``[begin, end)``.
     """
 
-    __slots__ = ("_ids", "_items", "_sums")
+    # Weak references let the relays reconciling one filter share its items meanwhile.
+    __slots__ = ("__weakref__", "_ids", "_items", "_sums")
 
     def __init__(self, sorted_items: list[Item]) -> None:
         self._items = sorted_items

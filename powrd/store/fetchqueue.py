@@ -6,6 +6,7 @@ Entries are added by the writer while resolving dependencies (see
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import apsw
@@ -72,6 +73,18 @@ def next_due(conn: apsw.Connection) -> int | None:
         "SELECT min(next_attempt) FROM fetch_queue WHERE state != ?", (IN_FLIGHT,)
     ).fetchone()
     return None if row is None or row[0] is None else int(row[0])
+
+
+def attempts(conn: apsw.Connection, coordinates: Iterable[str]) -> dict[str, int]:
+    """The attempts so far of the queued entries among ``coordinates`` (others are absent)."""
+    found: dict[str, int] = {}
+    for coordinate in coordinates:
+        row = conn.execute(
+            "SELECT attempts FROM fetch_queue WHERE coordinate = ?", (coordinate,)
+        ).fetchone()
+        if row is not None:
+            found[coordinate] = int(row[0])
+    return found
 
 
 def mark_in_flight(conn: apsw.Connection, coordinates: list[str], now: int) -> None:

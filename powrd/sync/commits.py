@@ -43,6 +43,8 @@ class CommitQueue:
         status: the relay's status; its event counters are kept here.
         committed: called, in order, with each scope's newest committed ``created_at``.
         clock: unix time, for ``last_event_at``.
+        discharge: told the bytes of each batch once the pipeline is done with it
+            (the connection gives them back to the shared inflow budget).
     """
 
     url: str
@@ -50,6 +52,7 @@ class CommitQueue:
     status: RelayStatus
     committed: Committed
     clock: Callable[[], float] = time.time
+    discharge: Callable[[int], None] | None = None
     _batch: Batch = field(default_factory=list)
     _committing: deque[asyncio.Task[None]] = field(default_factory=deque)
 
@@ -83,9 +86,13 @@ class CommitQueue:
 
     async def _commit(self, batch: Batch, previous: asyncio.Task[None] | None) -> None:
         """Store a batch; then, after the batch before it, count it and move checkpoints."""
-        result = await self.pipeline.submit(
-            self.url, [(i.parsed or i.event, i.size) for i, _ in batch]
-        )
+        try:
+            result = await self.pipeline.submit(
+                self.url, [(i.parsed or i.event, i.size) for i, _ in batch]
+            )
+        finally:
+            if self.discharge is not None:
+                self.discharge(sum(item.size for item, _ in batch))
         if previous is not None:
             await previous
         status = self.status

@@ -17,10 +17,10 @@ connection, times out or sends a forged copy holds nothing back. A wait lasts at
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable
 
 from powrd.protocol.filters import Filter
+from powrd.sync.packed_ids import PackedIds
 
 MAX_IDS_PER_REQ = 500
 
@@ -38,6 +38,9 @@ class FetchClaims:
 
     def __len__(self) -> int:
         return len(self._owner)
+
+    def held_by(self, event_id: str, owner: object) -> bool:
+        return self._owner.get(event_id) is owner
 
     def claimed_by_other(self, event_id: str, owner: object) -> bool:
         claimant = self._owner.get(event_id)
@@ -82,8 +85,12 @@ class IdFetch:
     same way; ``next_request`` may also answer ``[]``: nothing to ask until another
     relay's claims end (see :meth:`wait` and :meth:`may_go_on`).
 
+    The ids wait packed (:class:`~powrd.sync.packed_ids.PackedIds`, 32 bytes each) and
+    become hex strings a page at a time.
+
     Args:
-        need: the ids to fetch, in the order to ask for them.
+        need: the ids to fetch, in the order to ask for them (hex, or packed: a
+            :class:`PackedIds` is taken over, not copied).
         claims: shared with the other relays' runs (None: this run fetches alone).
         held: which of some ids are already admitted or stored, so not asked for.
         batch: ids per page at most.
@@ -91,13 +98,13 @@ class IdFetch:
 
     def __init__(
         self,
-        need: list[str],
+        need: PackedIds | Iterable[str],
         claims: FetchClaims | None = None,
         held: Held = _nothing_held,
         batch: int = MAX_IDS_PER_REQ,
     ) -> None:
-        self._remaining = deque(need)
-        self._set_aside: list[str] = []
+        self._remaining = need if isinstance(need, PackedIds) else PackedIds.from_hex(need)
+        self._set_aside = PackedIds()
         self._claims = claims
         self._held = held
         self._batch = batch
@@ -130,8 +137,8 @@ class IdFetch:
         page = self._build_page()
         if not page and self._set_aside:
             # The rest is asked for: look again at what others were fetching.
-            self._remaining.extend(self._set_aside)
-            self._set_aside = []
+            self._remaining.extend(self._set_aside.raw())
+            self._set_aside = PackedIds()
             page = self._build_page(take_claimed=take_claimed)
         if not page and self._set_aside:
             assert self._claims is not None  # only claims set ids aside
@@ -162,19 +169,17 @@ class IdFetch:
         page: list[str] = []
         claims = self._claims
         while self._remaining and len(page) < self._batch:
-            candidates = [
-                self._remaining.popleft()
-                for _ in range(min(self._batch - len(page), len(self._remaining)))
-            ]
+            raw = self._remaining.take(self._batch - len(page))
+            candidates = [event_id.hex() for event_id in raw]
             held = self._held(candidates)
             self.skipped += len(held)
-            for event_id in candidates:
+            for raw_id, event_id in zip(raw, candidates, strict=True):
                 if event_id in held:
                     continue
                 if not take_claimed and claims is not None and claims.claimed_by_other(
                     event_id, self
                 ):
-                    self._set_aside.append(event_id)
+                    self._set_aside.append(raw_id)
                 else:
                     page.append(event_id)
         return page
@@ -185,8 +190,14 @@ class IdFetch:
             self._arrived.add(event_id)
 
     def page_done(self) -> None:
-        if self._claims is not None:
-            self._claims.release(self._page - self._arrived, self)
+        claims = self._claims
+        if claims is not None:
+            claims.release(self._page - self._arrived, self)
+        # Only arrivals whose claims the pipeline has not settled yet are worth keeping
+        # (to release if the run ends first): a run of a million ids kept them all.
+        self._arrived = (
+            {i for i in self._arrived if claims.held_by(i, self)} if claims is not None else set()
+        )
         self._page = set()
         self.pages += 1
 

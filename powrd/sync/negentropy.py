@@ -32,6 +32,7 @@ from powrd.protocol.filters import Filter
 from powrd.protocol.messages import NoticeMessage
 from powrd.protocol.negentropy import NegentropyClient, NegentropyError, StorageVector
 from powrd.protocol.negentropy_messages import NegClose, NegErr, NegMsg, NegOpen
+from powrd.sync.packed_ids import PackedIds
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 # Negentropy bytes per message we send: hex doubles it, so a NEG-MSG frame stays under
@@ -69,8 +70,10 @@ class ReconcileResult:
 
     Attributes:
         verdict: see the module docstring.
-        have: hex ids we hold and the relay lacks (complete only when RECONCILED).
-        need: hex ids the relay holds and we lack (complete only when RECONCILED).
+        have: ids we hold and the relay lacks (complete only when RECONCILED), kept
+            like ``need``: a relay that holds a small part of the store lacks the rest.
+        need: ids the relay holds and we lack (complete only when RECONCILED): they
+            read as hex, and are kept packed, since they can number a million.
         reason: why it was not RECONCILED (the relay's text, or what went wrong).
         rounds: NEG-MSG answers received.
         bytes_sent: negentropy payload bytes sent (before hex encoding).
@@ -79,8 +82,8 @@ class ReconcileResult:
     """
 
     verdict: Verdict
-    have: list[str] = field(default_factory=list)
-    need: list[str] = field(default_factory=list)
+    have: PackedIds = field(default_factory=PackedIds)
+    need: PackedIds = field(default_factory=PackedIds)
     reason: str = ""
     rounds: int = 0
     bytes_sent: int = 0
@@ -114,8 +117,8 @@ async def reconcile_with_relay(
     """
     started = clock()
     client = NegentropyClient(storage, frame_size_limit)
-    have: list[str] = []
-    need: list[str] = []
+    have = PackedIds()
+    need = PackedIds()
     rounds = 0
     opening = client.initiate()
     sent = len(opening)
@@ -155,8 +158,8 @@ async def reconcile_with_relay(
         except NegentropyError as error:
             await _close(channel, sub_id)
             return result(refused, f"bad negentropy message from the relay: {error}")
-        have.extend(item_id.hex() for item_id in step.have)
-        need.extend(item_id.hex() for item_id in step.need)
+        have.extend(step.have)
+        need.extend(step.need)
         if step.message is None:
             await _close(channel, sub_id)
             return result(Verdict.RECONCILED)

@@ -37,6 +37,7 @@ from powrd.sync.negentropy import (
     Verdict,
     reconcile_with_relay,
 )
+from powrd.sync.packed_ids import PackedIds
 from powrd.sync.relay_connection import ConnectionLost, RelayConnection
 
 log = structlog.get_logger("powrd.sync.negentropy")
@@ -98,7 +99,7 @@ class NegentropyBackfill:
     support: NegentropySupport
     items_of: ItemsOf
     repair: Repair | None = None
-    id_fetch: Callable[[list[str]], IdFetch] = IdFetch
+    id_fetch: Callable[[PackedIds], IdFetch] = IdFetch
     _channels: dict[str, ReconcileChannel] = field(default_factory=dict)
 
     def should_try(self) -> bool:
@@ -139,7 +140,7 @@ class NegentropyBackfill:
             reason=result.reason or None,
         )
         if result.verdict is Verdict.RECONCILED and result.have and self.repair is not None:
-            queued = await self.repair(result.have)
+            queued = await self.repair(list(result.have))
             if queued:
                 log.info("negentropy repair queued", relay=self.url, events=queued)
         return result

@@ -29,6 +29,8 @@ from powrd.store.ingest import BatchResult, IngestItem
 from powrd.store.queries import known_ids
 from powrd.store.store import Store
 from powrd.sync.id_fetch import FetchClaims
+from powrd.sync.inflow import Inflow
+from powrd.sync.shared_items import SharedItems, from_store
 from powrd.sync.slices import TimeSlice
 
 
@@ -97,6 +99,10 @@ class Pipeline:
         self.seen = SeenIds(seen_capacity)
         # Ids some relay is fetching right now, so the other relays fetch the rest.
         self.fetching = FetchClaims()
+        # Bytes of relay events received and not yet committed, bounded for all relays.
+        self.inflow = Inflow()
+        # The store's negentropy items of a filter, held once for the relays reconciling it.
+        self.reconcile_items = SharedItems(from_store(store))
         # Events whose signature was checked (reported by ``status`` as events_verified):
         # an event served by several relays is verified once.
         self.verified = 0

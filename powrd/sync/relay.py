@@ -32,7 +32,6 @@ from powrd.protocol.filters import Filter
 from powrd.protocol.negentropy import StorageVector
 from powrd.protocol.session import Dropped, Notice, Output
 from powrd.store import checkpoints, outbox
-from powrd.store.negentropy_items import negentropy_items
 from powrd.sync import backoff
 from powrd.sync.address import AddressRefused, Pinned, UnresolvableHost
 from powrd.sync.auth import Authenticator
@@ -41,6 +40,7 @@ from powrd.sync.commits import CommitQueue
 from powrd.sync.id_fetch import IdFetch
 from powrd.sync.negentropy import NegentropySupport
 from powrd.sync.negentropy_backfill import NegentropyBackfill
+from powrd.sync.packed_ids import PackedIds
 from powrd.sync.pipeline import Pipeline
 from powrd.sync.plan import Scope
 from powrd.sync.publisher import RelayDelivery
@@ -188,6 +188,7 @@ class RelayWorker:
                 self.url,
                 max_frame_bytes=settings.max_frame_bytes,
                 queue_max=settings.queue_max_events,
+                inflow=self.pipeline.inflow,
                 compression=settings.compression,
                 monotonic=self.monotonic,
                 pinned=pinned,
@@ -231,7 +232,10 @@ class RelayWorker:
             assert subscriptions is not None
             await subscriptions.committed(sync, created_at)
 
-        commits = CommitQueue(self.url, self.pipeline, self.status, committed, clock=self.clock)
+        commits = CommitQueue(
+            self.url, self.pipeline, self.status, committed, clock=self.clock,
+            discharge=connection.discharge,
+        )
         subscriptions = Subscriptions(
             connection, commits, auth, self.scopes, self.settings, self.status,
             self._load_checkpoint, self._save_checkpoint, self.throttle,
@@ -313,16 +317,13 @@ class RelayWorker:
 
     # -- negentropy -------------------------------------------------------------
 
-    def _id_fetch(self, need: list[str]) -> IdFetch:
+    def _id_fetch(self, need: PackedIds) -> IdFetch:
         # Shared with the other relays' workers through the pipeline they all feed.
         return IdFetch(need, self.pipeline.fetching, self.pipeline.held)
 
     async def _negentropy_items(self, flt: Filter) -> StorageVector:
-        """The store's items for ``flt``, read and sealed off the event loop."""
-        store = self.pipeline.store
-        return await asyncio.to_thread(
-            lambda: StorageVector.seal(negentropy_items(store.reader(), flt))
-        )
+        """The store's items for ``flt`` (shared with other relays reconciling it)."""
+        return await self.pipeline.reconcile_items.items_of(flt)
 
     async def _queue_repair(self, have: list[str]) -> int:
         """Queue our own events the relay lacks to its outbox (``repair_max_events`` at most)."""

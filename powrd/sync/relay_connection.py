@@ -42,6 +42,7 @@ from powrd.protocol import reasons
 from powrd.protocol.filters import Filter
 from powrd.protocol.session import (
     Dropped,
+    Incoming,
     Output,
     PublishResult,
     RelaySession,
@@ -49,6 +50,7 @@ from powrd.protocol.session import (
 )
 from powrd.sync.address import Pinned
 from powrd.sync.connection import HARD_FRAME_CAP, connect_relay, receive_frames
+from powrd.sync.inflow import Inflow
 from powrd.sync.slices import TimeSlice
 from powrd.sync.waiting import wait_until_woken
 
@@ -116,6 +118,9 @@ class RelayConnection:
         session: the connection's protocol state.
         queue_max: events waiting for the driver, at most. A full queue stops the
             reading, and TCP then slows the relay down.
+        inflow: the byte budget of received events shared with the other connections
+            (:mod:`powrd.sync.inflow`): each event takes its size before it is queued;
+            :meth:`discharge` gives it back once committed, :meth:`close` the rest.
         monotonic: the clock publishes are timed with.
     """
 
@@ -126,9 +131,13 @@ class RelayConnection:
         session: RelaySession,
         *,
         queue_max: int,
+        inflow: Inflow | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url, self.session, self.monotonic = url, session, monotonic
+        self._inflow = inflow
+        # Bytes of this connection's events taken from the inflow and not yet given back.
+        self._charged = 0
         self.routes = Routes()
         self._ws = ws
         self._reader: asyncio.Task[None] | None = None
@@ -144,6 +153,7 @@ class RelayConnection:
         *,
         max_frame_bytes: int,
         queue_max: int,
+        inflow: Inflow | None = None,
         compression: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
         pinned: Pinned | None = None,
@@ -156,7 +166,9 @@ class RelayConnection:
         """
         ws = await connect_relay(url, compression=compression, pinned=pinned)
         session = RelaySession(max_frame_bytes=max_frame_bytes)
-        return cls(url, ws, session, queue_max=queue_max, monotonic=monotonic)
+        return cls(
+            url, ws, session, queue_max=queue_max, inflow=inflow, monotonic=monotonic
+        )
 
     # -- lifetime ---------------------------------------------------------------
 
@@ -178,6 +190,8 @@ class RelayConnection:
             self._reader = None
         with contextlib.suppress(Exception):
             await self._ws.close()
+        # Events read and never committed no longer count against the other connections.
+        self.discharge(self._charged)
 
     @property
     def closed(self) -> str | None:
@@ -263,6 +277,13 @@ class RelayConnection:
             events.append(self._events.get_nowait())
         return events
 
+    def discharge(self, size: int) -> None:
+        """``size`` bytes of this connection's events are committed (or given up)."""
+        size = min(size, self._charged)
+        self._charged -= size
+        if self._inflow is not None and size:
+            self._inflow.give_back(size)
+
     def wake(self) -> None:
         """Make a waiting :meth:`next_events` return now (the driver has other work)."""
         self._ready.set()
@@ -280,6 +301,9 @@ class RelayConnection:
                 for output in self.session.receive(frame):
                     client = self.routes.client_of(output)
                     if client is not None:
+                        if isinstance(output, Incoming) and self._inflow is not None:
+                            await self._inflow.take(output.size)
+                            self._charged += output.size
                         await self._put(Message(output, client))
                     if isinstance(output, SubscriptionClosed):
                         self.unroute(output.subscription_id)

@@ -249,7 +249,8 @@ class Resolver:
         now = int(self.clock())
         s = self.settings
         reader = self.store.reader()
-        attempts = {e["coordinate"]: e["attempts"] for e in fetchqueue.entries(reader)}
+        # Only the batch's entries: the queue can hold a hundred thousand during a backfill.
+        attempts = fetchqueue.attempts(reader, [e.coordinate for e in batch])
         decisions: list[tuple[str, str, int, str | None]] = []
         for entry in batch:
             if entry.coordinate not in still_missing:

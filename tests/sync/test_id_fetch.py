@@ -149,6 +149,25 @@ def test_a_dropped_connection_ends_its_claims_and_wakes_who_waits() -> None:
     assert asked(other.next_request()) == set(IDS[:500])
 
 
+def test_a_long_run_forgets_arrivals_once_the_pipeline_has_settled_them() -> None:
+    claims = FetchClaims()
+    run = IdFetch(IDS, claims)
+    unsettled: set[str] = set()
+    while (filters := run.next_request()) is not None:
+        page = sorted(asked(filters))
+        for event_id in page:
+            run.observe(0, event_id)
+        run.page_done()  # EOSE comes before the page's events are committed
+        # Arrivals still unsettled are remembered, settled ones forgotten (a run of a
+        # million ids kept every one of them).
+        assert run._arrived == set(page) | unsettled
+        claims.settle(page[1:])
+        unsettled.add(page[0])  # still in the pipeline when the connection drops
+    assert len(claims) == len(unsettled) == 3
+    run.release()
+    assert len(claims) == 0
+
+
 async def test_three_relays_holding_the_same_events_share_the_download(tmp_path: Path) -> None:
     author = keys_for("id-fetch", 0)
     events = [
