@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import lru_cache
 from typing import Any
@@ -13,6 +14,12 @@ from tests.support.corpus import generate_corpus
 from tests.support.relays import LocalRelayHandle, start_local_relay
 
 RelayFactory = Callable[..., Awaitable[LocalRelayHandle]]
+
+# Tests press Ctrl-C on children (`powrd ctl --watch`). A test run started in the
+# background of a script inherits SIGINT ignored, and so would every child it starts
+# (an ignored signal stays ignored across exec; a handled one is reset to the default).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest_asyncio.fixture
