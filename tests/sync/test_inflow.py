@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from powrd.sync.inflow import Inflow
 
 
@@ -69,26 +71,19 @@ async def test_an_event_larger_than_the_budget_still_gets_in() -> None:
     assert blocked.done()
 
 
-async def test_a_cancelled_reader_gives_up_its_place() -> None:
+@pytest.mark.parametrize("woken", [False, True], ids=["while-waiting", "once-woken"])
+async def test_a_cancelled_reader_passes_its_turn_on(woken: bool) -> None:
     inflow = Inflow(100)
     await inflow.take(100)
     first = asyncio.create_task(inflow.take(10))
     second = asyncio.create_task(inflow.take(10))
     await settle()
-    first.cancel()
-    await settle()
-    inflow.give_back(100)
-    await settle()
-    assert first.cancelled() and second.done() and inflow.used == 10
-
-
-async def test_a_reader_woken_and_cancelled_before_it_runs_passes_its_turn_on() -> None:
-    inflow = Inflow(100)
-    await inflow.take(100)
-    first = asyncio.create_task(inflow.take(10))
-    second = asyncio.create_task(inflow.take(10))
-    await settle()
-    inflow.give_back(100)  # wakes first ...
-    first.cancel()  # ... which is cancelled before it takes its bytes
+    if woken:
+        inflow.give_back(100)  # wakes first ...
+        first.cancel()  # ... which is cancelled before it takes its bytes
+    else:
+        first.cancel()
+        await settle()
+        inflow.give_back(100)
     await settle()
     assert first.cancelled() and second.done() and inflow.used == 10
